@@ -1,0 +1,46 @@
+# kycbatch: the commands for humans and CI. `make help` lists them.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME ?= 2m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Start the whole service locally (API, embedded S3) on its defaults
+	$(GO) run ./cmd/devserver
+
+.PHONY: test
+test: ## Run every test against the local PostgreSQL, Redis and S3 servers (race detector on)
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+.PHONY: test/short
+test/short: ## Run the tests without the race detector
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+.PHONY: bench
+bench: ## Run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Fuzz the CSV validator for FUZZTIME (default 2m)
+	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzParseCSV$$' -fuzztime $(FUZZTIME)
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+.PHONY: migrate
+migrate: ## Apply the database migrations to DATABASE_URL
+	$(GO) run ./cmd/api migrate
+
+.PHONY: tidy
+tidy: ## Tidy go.mod and go.sum
+	$(GO) mod tidy

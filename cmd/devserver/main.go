@@ -1,0 +1,184 @@
+// Command devserver runs all of kycbatch in one process for local development
+// (`make run`): the API, an S3 endpoint on local disk, and a dev business
+// whose API key it prints. Like a database's dev mode, it is never used in
+// production.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kycbatch/kycbatch/internal/app"
+	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/config"
+	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/httpapi"
+	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/storage/s3local"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "devserver:", err)
+		os.Exit(1)
+	}
+}
+
+// devConfig is the dev server's configuration: the service's own plus where
+// it keeps its files and which key it gives the dev business.
+type devConfig struct {
+	config.Config
+	// DataDir holds the embedded S3's buckets and the dev API key (DATA_DIR).
+	DataDir string
+	// S3Addr is where the embedded S3 endpoint listens (DEV_S3_ADDR).
+	S3Addr string
+	// APIKey is the dev business's key (DEV_API_KEY); empty: made once and kept in DataDir.
+	APIKey string
+}
+
+const devBusiness = "dev"
+
+func loadConfig(getenv func(string) string) (devConfig, error) {
+	cfg, err := config.Load(getenv)
+	c := devConfig{
+		Config:  cfg,
+		DataDir: orDefault(getenv("DATA_DIR"), ".data"),
+		S3Addr:  orDefault(getenv("DEV_S3_ADDR"), "127.0.0.1:8070"),
+		APIKey:  strings.TrimSpace(getenv("DEV_API_KEY")),
+	}
+	if _, _, serr := net.SplitHostPort(c.S3Addr); serr != nil {
+		err = errors.Join(err, fmt.Errorf("DEV_S3_ADDR: want host:port, got %q", c.S3Addr))
+	}
+	return c, err
+}
+
+func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := logging.New(stderr, cfg.LogLevel)
+
+	// The embedded S3 endpoint comes first: the service's storage points at it.
+	s3Handler, err := s3local.OnDisk(filepath.Join(cfg.DataDir, "s3"))
+	if err != nil {
+		return err
+	}
+	s3ln, err := net.Listen("tcp", cfg.S3Addr)
+	if err != nil {
+		return fmt.Errorf("listen on DEV_S3_ADDR: %w", err)
+	}
+	cfg.S3 = s3local.Config("http://"+s3ln.Addr().String(), cfg.S3.Bucket)
+
+	if err := database.EnsureExists(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	a, err := app.Open(ctx, cfg.Config)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := database.Migrate(ctx, a.Pool); err != nil {
+		return err
+	}
+	key, err := devKey(ctx, auth.NewStore(a.Pool), cfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return app.Serve(gctx, &http.Server{Handler: s3Handler, ReadHeaderTimeout: 10 * time.Second}, s3ln, 5*time.Second, logger)
+	})
+	if err := ensureBucket(ctx, a.Files); err != nil {
+		return err
+	}
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue})
+	g.Go(func() error {
+		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
+	})
+	logger.Info("dev server started", "config", cfg.Config, "s3_addr", s3ln.Addr().String())
+	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), key)
+	return g.Wait()
+}
+
+// ensureBucket creates the dev bucket once the embedded S3 serves.
+func ensureBucket(ctx context.Context, files *storage.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return files.EnsureBucket(ctx)
+}
+
+// devKey returns the dev business's API key: DEV_API_KEY when set, else the
+// key kept in DATA_DIR, made on the first start. Either way it is registered.
+func devKey(ctx context.Context, keys *auth.Store, cfg devConfig) (string, error) {
+	key := cfg.APIKey
+	keyFile := filepath.Join(cfg.DataDir, "dev-api-key")
+	if key == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return "", fmt.Errorf("DATA_DIR: %w", err)
+		}
+		b, err := os.ReadFile(keyFile)
+		switch {
+		case err == nil:
+			key = strings.TrimSpace(string(b))
+		case errors.Is(err, fs.ErrNotExist):
+			key = auth.NewKey()
+			if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+				return "", fmt.Errorf("keep dev API key: %w", err)
+			}
+		default:
+			return "", fmt.Errorf("read dev API key: %w", err)
+		}
+	}
+	business, err := keys.EnsureBusiness(ctx, devBusiness)
+	if err != nil {
+		return "", err
+	}
+	if err := keys.AddKey(ctx, business, key); err != nil {
+		return "", fmt.Errorf("DEV_API_KEY: %w", err)
+	}
+	return key, nil
+}
+
+func printWelcome(w io.Writer, apiURL, s3URL, key string) {
+	fmt.Fprintf(w, `
+kycbatch dev server
+  API        %[1]s
+  S3         %[2]s (bucket files under DATA_DIR/s3)
+  API key    %[3]s   (business %[4]q)
+
+Try it:
+  export KYCBATCH_URL=%[1]s KYCBATCH_API_KEY=%[3]s
+  curl -s -H "Authorization: Bearer $KYCBATCH_API_KEY" $KYCBATCH_URL/entity
+
+`, apiURL, s3URL, key, devBusiness)
+}
+
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return def
+}
+

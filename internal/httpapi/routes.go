@@ -1,0 +1,33 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/entity"
+	"github.com/kycbatch/kycbatch/internal/ingest"
+)
+
+// addRoutes maps every path of the API to its handler.
+func addRoutes(e *echo.Echo, d Deps) {
+	keys := auth.NewStore(d.Pool)
+	entities := entity.NewHandler(entity.NewStore(d.Pool))
+	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger)
+
+	// Liveness: the process serves HTTP.
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+
+	api := e.Group("", keys.Middleware())
+	// Create an entity of the calling business.
+	api.POST("/entity", entities.Create)
+	// List the business's entities, newest first, a cursor page at a time.
+	api.GET("/entity", entities.List)
+	// Read one entity by id or by externalId.
+	api.GET("/entity/:entityId", entities.Get)
+	// Upload a CSV batch of KYC records.
+	api.POST("/entity/kyc/import/batch", batches.Upload)
+	// Read a batch's status and counters.
+	api.GET("/entity/kyc/import/batch/:batchId", batches.Status)
+}

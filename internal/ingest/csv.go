@@ -1,0 +1,637 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits of an upload. They are part of the API contract, so clients can
+// rely on them and changing one is a breaking change.
+const (
+	// MaxFileBytes is the largest upload accepted. ParseCSV does not enforce
+	// it: callers cut the input at MaxFileBytes+1 bytes to detect excess.
+	MaxFileBytes = 10 * 1024 * 1024
+	// MaxRows is the most data rows one batch may hold.
+	MaxRows = 5000
+	// maxRowMessages is how many problem messages are kept and shown; any
+	// further problems are only counted, which keeps memory bounded.
+	maxRowMessages = 100
+)
+
+// Limits of single values and lines.
+const (
+	maxLineBytes       = 1 << 20 // a longer line is rejected before it is buffered
+	maxShareTokenBytes = 4096
+	maxCardTokenBytes  = 255
+	maxLevelBytes      = 128
+	maxEchoBytes       = 64 // values echoed in messages are cut to this
+)
+
+// File-level problem messages of the contract.
+const (
+	msgInvalidUTF8 = "File is not valid UTF-8"
+	msgEmpty       = "File is empty"
+	msgNoDataRows  = "File contains no data rows"
+)
+
+// bom is the UTF-8 byte order mark some spreadsheet programs write first.
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// errInvalidUTF8 and errLineTooLong stop the CSV reader; ParseCSV turns them
+// into problems rather than returning them.
+var (
+	errInvalidUTF8 = errors.New("ingest: input is not valid UTF-8")
+	errLineTooLong = errors.New("ingest: input line too long")
+)
+
+// Record is one data row of a batch file, with its values trimmed and its
+// external id in canonical form, ready to be stored.
+type Record struct {
+	// Row is the row number a spreadsheet shows for the record (the header
+	// is row 1 when nothing precedes it), so users can find it in their file.
+	Row int
+	// ExternalID is the caller's id of the applicant.
+	ExternalID uuid.UUID
+	// ShareToken is a secret granting access to the applicant's data: it
+	// must never be put in an error message or a log.
+	ShareToken string
+	// ApplicantLevel is the Sumsub verification level; "" means Sumsub's
+	// default level.
+	ApplicantLevel string
+	// CardProcessorPublicToken links the applicant to a card; "" means none.
+	CardProcessorPublicToken string
+}
+
+// Parsed is the verdict on a whole upload. Only the first maxRowMessages
+// problem messages are kept, while ProblemCount counts them all, so that a
+// file with thousands of bad rows costs no more memory than one with a
+// hundred and the message can still tell how many there are.
+type Parsed struct {
+	// Records holds the data rows in file order, but only when the file is
+	// Valid, so that no part of a rejected batch can be acted upon.
+	Records []Record
+	// DataRows counts the non-blank rows after the header that were read
+	// before parsing stopped; it is MaxRows+1 when TooManyRows is set.
+	DataRows int
+	// TooManyRows reports more than MaxRows data rows. Rows past the limit
+	// are not validated, since the file is rejected anyway.
+	TooManyRows bool
+	// Problems holds, in file order, the first maxRowMessages validation
+	// messages: file-level ones and "Row N: ..." ones.
+	Problems []string
+	// ProblemCount is the number of problems found, including those not kept
+	// in Problems.
+	ProblemCount int
+}
+
+// Valid reports whether the upload can be accepted as a batch.
+func (p Parsed) Valid() bool {
+	return p.ProblemCount == 0 && !p.TooManyRows
+}
+
+// Message renders the problems as the API contract's error message: a count,
+// the kept messages one per line and, when some were not kept, a last line
+// telling how many more there are.
+func (p Parsed) Message() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CSV validation failed: %d error(s) found.", p.ProblemCount)
+	for _, m := range p.Problems {
+		b.WriteByte('\n')
+		b.WriteString(m)
+	}
+	if more := p.ProblemCount - len(p.Problems); more > 0 {
+		fmt.Fprintf(&b, "\n...and %d more", more)
+	}
+	return b.String()
+}
+
+// ParseCSV reads a batch file from r to its end and validates it. It always
+// consumes r fully, even once the verdict is known, because callers hash and
+// store the upload as it is read; memory stays bounded whatever the input.
+//
+// Problems with the file's content are reported in the Parsed result. The
+// error is non-nil only when reading r fails; it wraps the reader's error.
+func ParseCSV(r io.Reader) (Parsed, error) {
+	src := bufio.NewReader(r)
+	if err := skipBOM(src); err != nil {
+		return Parsed{}, readError(err)
+	}
+	in := &inputGuard{src: src}
+	p := newParser(in)
+	err := p.run()
+	if err == nil {
+		err = in.drain()
+	}
+	if errors.Is(err, errInvalidUTF8) {
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return Parsed{}, readError(err)
+		}
+		return Parsed{Problems: []string{msgInvalidUTF8}, ProblemCount: 1}, nil
+	}
+	if err != nil {
+		return Parsed{}, readError(err)
+	}
+	return p.result(), nil
+}
+
+// readError wraps a failure to read the upload, keeping it inspectable with
+// errors.Is and errors.As.
+func readError(err error) error {
+	return fmt.Errorf("ingest: reading CSV: %w", err)
+}
+
+// skipBOM drops a leading byte order mark.
+func skipBOM(src *bufio.Reader) error {
+	b, err := src.Peek(len(bom))
+	if bytes.Equal(b, bom) {
+		_, err = src.Discard(len(bom))
+		return err
+	}
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+// column identifies a known column of the file.
+type column int
+
+const (
+	colExternalID column = iota
+	colShareToken
+	colApplicantLevel
+	colCardToken
+	numColumns
+)
+
+// columnNames are the canonical header names of the known columns.
+var columnNames = [numColumns]string{
+	colExternalID:     "externalId",
+	colShareToken:     "shareToken",
+	colApplicantLevel: "applicantLevel",
+	colCardToken:      "cardProcessorPublicToken",
+}
+
+// requiredColumns are the columns a header must have, in the order their
+// absence is reported.
+var requiredColumns = [...]column{colExternalID, colShareToken}
+
+// parser validates the records of one file as the CSV reader yields them.
+type parser struct {
+	r        *csv.Reader
+	in       *inputGuard
+	out      Parsed
+	cols     [numColumns]int   // field index of each known column, -1 when absent
+	width    int               // fields in the header; 0 until a usable header is read
+	row      int               // row number of the last record read
+	lastLine int               // input line on which the last record read ends
+	firstRow map[uuid.UUID]int // row on which each external id was first seen
+	records  []Record
+}
+
+func newParser(in *inputGuard) *parser {
+	r := csv.NewReader(in)
+	r.FieldsPerRecord = -1 // field counts are checked per row, with the contract's message
+	r.ReuseRecord = true
+	return &parser{r: r, in: in, firstRow: make(map[uuid.UUID]int)}
+}
+
+// run reads records until the input ends or nothing more can change the
+// verdict. It returns an error only when the input could not be read or is
+// not valid UTF-8.
+//
+// It cannot loop forever: every Read consumes at least one line or returns
+// an error other than a *csv.ParseError, and the guard's errors are sticky.
+func (p *parser) run() error {
+	for {
+		fields, err := p.r.Read()
+		var perr *csv.ParseError
+		switch {
+		case err == io.EOF:
+			p.finish()
+			return nil
+		case errors.As(err, &perr):
+			if !p.malformed(perr) {
+				return nil
+			}
+		case errors.Is(err, errLineTooLong):
+			p.rowProblem(p.longLineRow(fields), "Row is longer than "+strconv.Itoa(maxLineBytes)+" bytes")
+			return nil
+		case err != nil:
+			return err
+		default:
+			if !p.record(fields) {
+				return nil
+			}
+		}
+	}
+}
+
+// record handles a well-formed record and reports whether to read on.
+func (p *parser) record(fields []string) bool {
+	last := len(fields) - 1
+	start, _ := p.r.FieldPos(0)
+	lastStart, _ := p.r.FieldPos(last)
+	row := p.advance(start, lastStart+strings.Count(fields[last], "\n"))
+	switch {
+	case isBlank(fields):
+		return true
+	case p.width == 0:
+		return p.readHeader(fields)
+	case !p.countDataRow():
+		return false
+	}
+	p.checkRow(row, fields)
+	return true
+}
+
+// malformed handles a record with a CSV syntax error and reports whether to
+// read on. The reader resumes on the line after the error.
+func (p *parser) malformed(perr *csv.ParseError) bool {
+	row := p.advance(perr.StartLine, perr.Line)
+	if p.width > 0 && !p.countDataRow() {
+		return false
+	}
+	p.rowProblem(row, "Malformed CSV: "+perr.Err.Error())
+	return p.width > 0 // a malformed header leaves nothing to check rows against
+}
+
+// advance numbers the record on input lines start to end. The CSV reader
+// skips empty lines silently, but a spreadsheet shows them as rows, so they
+// are counted from the gap since the last record.
+func (p *parser) advance(start, end int) int {
+	p.row += start - p.lastLine
+	p.lastLine = end
+	return p.row
+}
+
+// longLineRow tells, as well as the reader's partial record allows, the row
+// holding the over-long line.
+func (p *parser) longLineRow(partial []string) int {
+	line := p.in.longLine
+	if line <= p.lastLine {
+		return p.row // the reader already returned that record with a syntax error
+	}
+	if len(partial) > 0 {
+		line, _ = p.r.FieldPos(0)
+	}
+	return p.row + line - p.lastLine
+}
+
+// countDataRow counts one more data row and reports whether it is within
+// MaxRows.
+func (p *parser) countDataRow() bool {
+	p.out.DataRows++
+	if p.out.DataRows > MaxRows {
+		p.out.TooManyRows = true
+		return false
+	}
+	return true
+}
+
+// finish reports what is missing once the input has ended.
+func (p *parser) finish() {
+	switch {
+	case p.width == 0:
+		p.problem(msgEmpty)
+	case p.out.DataRows == 0:
+		p.problem(msgNoDataRows)
+	}
+}
+
+// readHeader locates the known columns and reports whether the header is
+// usable: rows are not checked against a header with problems.
+func (p *parser) readHeader(fields []string) bool {
+	before := p.out.ProblemCount
+	for c := range p.cols {
+		p.cols[c] = -1
+	}
+	var dup [numColumns]bool
+	for i, name := range fields {
+		c, known := lookupColumn(trim(name))
+		switch {
+		case !known:
+		case p.cols[c] < 0:
+			p.cols[c] = i
+		case !dup[c]:
+			dup[c] = true
+			p.problem("Duplicate column '" + columnNames[c] + "'")
+		}
+	}
+	for _, c := range requiredColumns {
+		if p.cols[c] < 0 {
+			p.problem("Missing required column '" + columnNames[c] + "'")
+		}
+	}
+	if p.out.ProblemCount > before {
+		return false
+	}
+	p.width = len(fields)
+	return true
+}
+
+// lookupColumn finds the known column a header name stands for.
+func lookupColumn(name string) (column, bool) {
+	for c, canonical := range columnNames {
+		if strings.EqualFold(name, canonical) {
+			return column(c), true
+		}
+	}
+	return 0, false
+}
+
+// checkRow validates a data row, reporting all of its problems, and keeps it
+// while the file has no problem so far.
+func (p *parser) checkRow(row int, fields []string) {
+	if len(fields) != p.width {
+		p.rowProblem(row, "Wrong number of fields")
+		return
+	}
+	rec := Record{
+		Row:                      row,
+		ShareToken:               p.value(fields, colShareToken),
+		ApplicantLevel:           p.value(fields, colApplicantLevel),
+		CardProcessorPublicToken: p.value(fields, colCardToken),
+	}
+	rec.ExternalID = p.checkExternalID(row, p.value(fields, colExternalID))
+	if rec.ShareToken == "" {
+		p.rowProblem(row, "Missing required field 'shareToken'")
+	} else {
+		p.checkToken(row, "shareToken", rec.ShareToken, maxShareTokenBytes)
+	}
+	if rec.ApplicantLevel != "" && !validLevel(rec.ApplicantLevel) {
+		p.rowProblem(row, "Invalid applicantLevel '"+excerpt(rec.ApplicantLevel)+"'")
+	}
+	if rec.CardProcessorPublicToken != "" {
+		p.checkToken(row, "cardProcessorPublicToken", rec.CardProcessorPublicToken, maxCardTokenBytes)
+	}
+	if p.out.ProblemCount == 0 {
+		p.records = append(p.records, rec)
+	}
+}
+
+// value returns the trimmed value of a known column, "" when the header
+// lacks it. The value shares memory with the record's other fields, which
+// costs nothing extra: the reader allocates a record's fields together.
+func (p *parser) value(fields []string, c column) string {
+	if i := p.cols[c]; i >= 0 {
+		return trim(fields[i])
+	}
+	return ""
+}
+
+// checkExternalID validates an external id and returns it parsed.
+func (p *parser) checkExternalID(row int, v string) uuid.UUID {
+	if v == "" {
+		p.rowProblem(row, "Missing required field 'externalId'")
+		return uuid.Nil
+	}
+	id, ok := parseUUID(v)
+	if !ok {
+		p.rowProblem(row, "Invalid externalId '"+excerpt(v)+"': must be a UUID")
+		return uuid.Nil
+	}
+	if first, dup := p.firstRow[id]; dup {
+		p.rowProblem(row, "Duplicate externalId '"+excerpt(v)+"' (first seen on row "+strconv.Itoa(first)+")")
+		return id
+	}
+	p.firstRow[id] = row
+	return id
+}
+
+// parseUUID parses the hyphenated 36-character form of a UUID, in either
+// case. uuid.Parse alone would also take forms such as "urn:uuid:..." or
+// 32 bare hex digits, which are not what a batch file is meant to hold.
+func parseUUID(v string) (uuid.UUID, bool) {
+	if len(v) != 36 {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(v)
+	return id, err == nil
+}
+
+// checkToken validates a token's length and characters. Its messages never
+// include the value, which may be a secret.
+func (p *parser) checkToken(row int, name, v string, maxBytes int) {
+	if len(v) > maxBytes {
+		p.rowProblem(row, "Invalid "+name+": longer than "+strconv.Itoa(maxBytes)+" characters")
+	}
+	if hasControl(v) {
+		p.rowProblem(row, "Invalid "+name+": control characters are not allowed")
+	}
+}
+
+// rowProblem records a problem of one row.
+func (p *parser) rowProblem(row int, msg string) {
+	p.problem("Row " + strconv.Itoa(row) + ": " + msg)
+}
+
+// problem counts a problem and keeps its message while there is room.
+func (p *parser) problem(msg string) {
+	p.out.ProblemCount++
+	if len(p.out.Problems) < maxRowMessages {
+		p.out.Problems = append(p.out.Problems, msg)
+	}
+}
+
+// result returns the verdict, with the records only for a valid file.
+func (p *parser) result() Parsed {
+	if p.out.Valid() {
+		p.out.Records = p.records
+	}
+	return p.out
+}
+
+// trim removes the spaces and tabs around a value.
+func trim(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// isBlank reports whether a record has no content, like ",,," or a line of
+// spaces; such records are rows but not data rows.
+func isBlank(fields []string) bool {
+	for _, f := range fields {
+		if trim(f) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// validLevel reports whether s matches ^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$.
+func validLevel(s string) bool {
+	if s == "" || len(s) > maxLevelBytes || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isAlnum(c) && c != '.' && c != '_' && c != ' ' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// hasControl reports whether s contains a control character.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// excerpt prepares a value for a message: it is cut to maxEchoBytes on a rune
+// boundary, with "…" marking the cut.
+func excerpt(v string) string {
+	if len(v) <= maxEchoBytes {
+		return v
+	}
+	cut := maxEchoBytes
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + "…"
+}
+
+// inputGuard sits between the upload and the CSV reader. It checks that the
+// input is valid UTF-8 and stops the reader at a line longer than
+// maxLineBytes, before the reader has buffered more of it. Its errors are
+// sticky because the CSV reader reads on after returning a syntax error.
+type inputGuard struct {
+	src      *bufio.Reader
+	utf8     utf8Validator
+	lines    int // newlines passed on so far
+	lineLen  int // bytes of the current line passed on so far
+	longLine int // number of the line found too long
+	err      error
+}
+
+// Read passes on the next bytes of the input, cut short at an over-long line.
+func (g *inputGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.src.Read(p)
+	if err != nil && err != io.EOF {
+		g.err = err
+		return 0, err
+	}
+	if _, err := g.utf8.Write(p[:n]); err != nil {
+		g.err = err
+		return 0, err
+	}
+	if k := g.scanLines(p[:n]); k >= 0 {
+		g.err = errLineTooLong
+		return k, g.err
+	}
+	return n, err
+}
+
+// scanLines follows the lines in b and returns the length of the prefix of b
+// that keeps every line within maxLineBytes, or -1 when all of b does.
+func (g *inputGuard) scanLines(b []byte) int {
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\n')
+		end := len(b)
+		if i >= 0 {
+			end = off + i
+		}
+		if g.lineLen+end-off > maxLineBytes {
+			g.longLine = g.lines + 1
+			return off + maxLineBytes - g.lineLen
+		}
+		if i < 0 {
+			g.lineLen += end - off
+			return -1
+		}
+		g.lines++
+		g.lineLen = 0
+		off = end + 1
+	}
+}
+
+// drain reads the rest of the input once parsing has stopped, still checking
+// that it is valid UTF-8.
+func (g *inputGuard) drain() error {
+	if _, err := io.Copy(&g.utf8, g.src); err != nil {
+		return err
+	}
+	return g.utf8.finish()
+}
+
+// utf8Validator checks that the bytes written to it, in chunks that may split
+// a character, are valid UTF-8.
+type utf8Validator struct {
+	pending  [utf8.UTFMax]byte // start of a character split between writes
+	npending int
+}
+
+// Write checks the next chunk; it fails with errInvalidUTF8.
+func (v *utf8Validator) Write(b []byte) (int, error) {
+	n := len(b)
+	for v.npending > 0 && len(b) > 0 && !utf8.FullRune(v.pending[:v.npending]) {
+		v.pending[v.npending] = b[0]
+		v.npending++
+		b = b[1:]
+	}
+	if v.npending > 0 {
+		if !utf8.FullRune(v.pending[:v.npending]) {
+			return n, nil // b was used up and the character is still incomplete
+		}
+		if !utf8.Valid(v.pending[:v.npending]) {
+			return 0, errInvalidUTF8
+		}
+		v.npending = 0
+	}
+	cut := len(b) - partialRuneLen(b)
+	if !utf8.Valid(b[:cut]) {
+		return 0, errInvalidUTF8
+	}
+	v.npending = copy(v.pending[:], b[cut:])
+	return n, nil
+}
+
+// finish fails with errInvalidUTF8 when the input ended inside a character.
+func (v *utf8Validator) finish() error {
+	if v.npending > 0 {
+		return errInvalidUTF8
+	}
+	return nil
+}
+
+// partialRuneLen returns the length of the incomplete character ending b, if
+// any.
+func partialRuneLen(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i > len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if utf8.FullRune(b[i:]) {
+				return 0
+			}
+			return len(b) - i
+		}
+	}
+	return 0
+}
