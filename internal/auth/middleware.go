@@ -36,7 +36,8 @@ func (s *Store) Middleware() echo.MiddlewareFunc {
 // client sends it) and `X-API-Key: <key>`.
 func KeyFromRequest(r *http.Request) string {
 	if h := strings.TrimSpace(r.Header.Get("Authorization")); h != "" {
-		if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		scheme, rest, _ := strings.Cut(h, " ")
+		if strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(rest)
 		}
 		return h
