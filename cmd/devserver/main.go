@@ -181,4 +181,3 @@ func orDefault(v, def string) string {
 	}
 	return def
 }
-

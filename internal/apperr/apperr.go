@@ -14,12 +14,12 @@ type Kind int
 
 // The kinds of errors; each maps to one HTTP status.
 const (
-	Internal     Kind = iota // 500: a bug or an unavailable dependency
-	Invalid                  // 400: the request is malformed or breaks a rule
-	Unauthorized             // 401: no key, or a key that is not valid
-	NotFound                 // 404: absent, or belongs to another business
-	Conflict                 // 409: clashes with what exists
-	Unprocessable            // 422: well-formed but missing what it needs
+	Internal      Kind = iota // 500: a bug or an unavailable dependency
+	Invalid                   // 400: the request is malformed or breaks a rule
+	Unauthorized              // 401: no key, or a key that is not valid
+	NotFound                  // 404: absent, or belongs to another business
+	Conflict                  // 409: clashes with what exists
+	Unprocessable             // 422: well-formed but missing what it needs
 )
 
 // Error is an error a client is allowed to see.

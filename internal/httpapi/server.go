@@ -68,4 +68,3 @@ func HTTPServer(addr string, handler http.Handler, logger *slog.Logger) *http.Se
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
-

@@ -215,26 +215,34 @@ func newParser(in *inputGuard) *parser {
 func (p *parser) run() error {
 	for {
 		fields, err := p.r.Read()
-		var perr *csv.ParseError
-		switch {
-		case err == io.EOF:
-			p.finish()
-			return nil
-		case errors.As(err, &perr):
-			if !p.malformed(perr) {
-				return nil
-			}
-		case errors.Is(err, errLineTooLong):
-			p.rowProblem(p.longLineRow(fields), "Row is longer than "+strconv.Itoa(maxLineBytes)+" bytes")
-			return nil
-		case err != nil:
+		more := true
+		if err == nil {
+			more = p.record(fields)
+		} else {
+			more, err = p.failed(fields, err)
+		}
+		if !more {
 			return err
-		default:
-			if !p.record(fields) {
-				return nil
-			}
 		}
 	}
+}
+
+// failed handles an error of the CSV reader, given with the partial record
+// read. It reports whether to read on, and returns the error when the input
+// could not be read or is not valid UTF-8.
+func (p *parser) failed(partial []string, err error) (bool, error) {
+	var perr *csv.ParseError
+	switch {
+	case err == io.EOF:
+		p.finish()
+		return false, nil
+	case errors.As(err, &perr):
+		return p.malformed(perr), nil
+	case errors.Is(err, errLineTooLong):
+		p.rowProblem(p.longLineRow(partial), "Row is longer than "+strconv.Itoa(maxLineBytes)+" bytes")
+		return false, nil
+	}
+	return false, err
 }
 
 // record handles a well-formed record and reports whether to read on.
@@ -493,12 +501,22 @@ func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-// hasControl reports whether s contains a control character.
+// hasControl reports whether s contains a control character. ASCII, the
+// bulk of any token, is checked without decoding.
 func hasControl(s string) bool {
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < ' ' || c == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if unicode.IsControl(r) {
 			return true
 		}
+		i += size
 	}
 	return false
 }

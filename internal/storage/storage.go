@@ -20,7 +20,7 @@ type Config struct {
 	Endpoint       string // empty: AWS's own endpoint for Region
 	Region         string
 	Bucket         string
-	ForcePathStyle bool                     // needed by MinIO, versitygw and most non-AWS servers
+	ForcePathStyle bool                    // needed by MinIO, versitygw and most non-AWS servers
 	Credentials    aws.CredentialsProvider // nil: the AWS default chain
 }
 
