@@ -69,6 +69,21 @@ func URL(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("create test database: %v", err)
 	}
+	dropAtCleanup(tb, name)
+	return withDatabase(serverURL(), name)
+}
+
+// MissingURL returns the URL of a database that does not exist yet, for code
+// that must create it; it is dropped when the test ends if it was created.
+func MissingURL(tb testing.TB) string {
+	tb.Helper()
+	name := "kycbatch_test_" + strings.ToLower(rand.Text()[:12])
+	dropAtCleanup(tb, name)
+	return withDatabase(serverURL(), name)
+}
+
+// dropAtCleanup drops database name when the test ends.
+func dropAtCleanup(tb testing.TB, name string) {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -82,7 +97,6 @@ func URL(tb testing.TB) string {
 			tb.Errorf("drop test database: %v", err)
 		}
 	})
-	return withDatabase(serverURL(), name)
 }
 
 // Pool is URL plus an open pool, closed when the test ends.
