@@ -199,6 +199,9 @@ type parser struct {
 	records  []Record
 }
 
+// newParser returns a parser reading from in. The CSV reader is left lenient
+// about field counts and strict about quotes, so that each row's problems
+// can be told in the contract's words.
 func newParser(in *inputGuard) *parser {
 	r := csv.NewReader(in)
 	r.FieldsPerRecord = -1 // field counts are checked per row, with the contract's message
@@ -215,7 +218,7 @@ func newParser(in *inputGuard) *parser {
 func (p *parser) run() error {
 	for {
 		fields, err := p.r.Read()
-		more := true
+		var more bool
 		if err == nil {
 			more = p.record(fields)
 		} else {
@@ -521,17 +524,28 @@ func hasControl(s string) bool {
 	return false
 }
 
-// excerpt prepares a value for a message: it is cut to maxEchoBytes on a rune
-// boundary, with "…" marking the cut.
+// excerpt prepares a value for a message: control characters (a quoted
+// newline would start a line of its own in the message) become U+FFFD, and
+// the value is cut to maxEchoBytes on a rune boundary, with "…" marking the cut.
 func excerpt(v string) string {
-	if len(v) <= maxEchoBytes {
-		return v
+	cut := len(v) > maxEchoBytes
+	if cut {
+		n := maxEchoBytes
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v = v[:n]
 	}
-	cut := maxEchoBytes
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
+	v = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, v)
+	if cut {
+		v += "…"
 	}
-	return v[:cut] + "…"
+	return v
 }
 
 // inputGuard sits between the upload and the CSV reader. It checks that the
@@ -592,8 +606,12 @@ func (g *inputGuard) scanLines(b []byte) int {
 }
 
 // drain reads the rest of the input once parsing has stopped, still checking
-// that it is valid UTF-8.
+// that it is valid UTF-8. It first returns any failure the CSV reader hid
+// behind a syntax error.
 func (g *inputGuard) drain() error {
+	if g.err != nil && g.err != errLineTooLong {
+		return g.err
+	}
 	if _, err := io.Copy(&g.utf8, g.src); err != nil {
 		return err
 	}
