@@ -1,7 +1,7 @@
 // Command devserver runs all of kycbatch in one process for local development
-// (`make run`): the API, an S3 endpoint on local disk, and a dev business
-// whose API key it prints. Like a database's dev mode, it is never used in
-// production.
+// (`make run`): the API, the worker, an S3 endpoint on local disk, the Sumsub
+// simulator, and a dev business whose API key it prints. Like a database's
+// dev mode, it is never used in production.
 package main
 
 import (
@@ -29,6 +29,8 @@ import (
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
+	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
 func main() {
@@ -50,7 +52,18 @@ type devConfig struct {
 	S3Addr string
 	// APIKey is the dev business's key (DEV_API_KEY); empty: made once and kept in DataDir.
 	APIKey string
+	// SimAddr is where the Sumsub simulator listens (SUMSUB_SIM_ADDR); the
+	// worker's Sumsub is always the simulator here.
+	SimAddr string
+	// SimLatency is the simulator's answer time (SUMSUB_SIM_LATENCY).
+	SimLatency time.Duration
 }
+
+// The simulator's credentials: the dev server signs with them and the simulator checks them.
+const (
+	simAppToken  = "sbx:kycbatch-dev"
+	simSecretKey = "kycbatch-dev-secret"
+)
 
 const devBusiness = "dev"
 
@@ -61,10 +74,18 @@ func loadConfig(getenv func(string) string) (devConfig, error) {
 		DataDir: orDefault(getenv("DATA_DIR"), ".data"),
 		S3Addr:  orDefault(getenv("DEV_S3_ADDR"), "127.0.0.1:8070"),
 		APIKey:  strings.TrimSpace(getenv("DEV_API_KEY")),
+		SimAddr: orDefault(getenv("SUMSUB_SIM_ADDR"), "127.0.0.1:8090"),
 	}
-	if _, _, serr := net.SplitHostPort(c.S3Addr); serr != nil {
-		err = errors.Join(err, fmt.Errorf("DEV_S3_ADDR: want host:port, got %q", c.S3Addr))
+	for name, addr := range map[string]string{"DEV_S3_ADDR": c.S3Addr, "SUMSUB_SIM_ADDR": c.SimAddr} {
+		if _, _, serr := net.SplitHostPort(addr); serr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: want host:port, got %q", name, addr))
+		}
 	}
+	latency, lerr := time.ParseDuration(orDefault(getenv("SUMSUB_SIM_LATENCY"), "50ms"))
+	if lerr != nil || latency < 0 {
+		err = errors.Join(err, fmt.Errorf("SUMSUB_SIM_LATENCY: want a duration such as 50ms, got %q", getenv("SUMSUB_SIM_LATENCY")))
+	}
+	c.SimLatency = latency
 	return c, err
 }
 
@@ -85,6 +106,13 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return fmt.Errorf("listen on DEV_S3_ADDR: %w", err)
 	}
 	cfg.S3 = s3local.Config("http://"+s3ln.Addr().String(), cfg.S3.Bucket)
+	sim := sumsubsim.New(sumsubsim.Config{AppToken: simAppToken, SecretKey: simSecretKey, RateLimit: cfg.Sumsub.RateLimit, Latency: cfg.SimLatency})
+	simln, err := net.Listen("tcp", cfg.SimAddr)
+	if err != nil {
+		return fmt.Errorf("listen on SUMSUB_SIM_ADDR: %w", err)
+	}
+	cfg.Sumsub.BaseURL = "http://" + simln.Addr().String()
+	cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = simAppToken, simSecretKey
 
 	if err := database.EnsureExists(ctx, cfg.DatabaseURL); err != nil {
 		return err
@@ -110,15 +138,23 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	g.Go(func() error {
 		return app.Serve(gctx, &http.Server{Handler: s3Handler, ReadHeaderTimeout: 10 * time.Second}, s3ln, 5*time.Second, logger)
 	})
+	g.Go(func() error {
+		return app.Serve(gctx, &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}, simln, 5*time.Second, logger)
+	})
+	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return w.Run(gctx) })
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})
-	logger.Info("dev server started", "config", cfg.Config, "s3_addr", s3ln.Addr().String())
-	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), key)
+	logger.Info("dev server started", "config", cfg.Config, "s3_addr", s3ln.Addr().String(), "sumsub_sim_addr", simln.Addr().String())
+	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Sumsub.BaseURL, key)
 	return g.Wait()
 }
 
@@ -161,18 +197,19 @@ func devKey(ctx context.Context, keys *auth.Store, cfg devConfig) (string, error
 	return key, nil
 }
 
-func printWelcome(w io.Writer, apiURL, s3URL, key string) {
+func printWelcome(w io.Writer, apiURL, s3URL, simURL, key string) {
 	fmt.Fprintf(w, `
 kycbatch dev server
   API        %[1]s
   S3         %[2]s (bucket files under DATA_DIR/s3)
-  API key    %[3]s   (business %[4]q)
+  Sumsub     %[3]s (simulator; stats at %[3]s/_sim/stats)
+  API key    %[4]s   (business %[5]q)
 
 Try it:
-  export KYCBATCH_URL=%[1]s KYCBATCH_API_KEY=%[3]s
+  export KYCBATCH_URL=%[1]s KYCBATCH_API_KEY=%[4]s
   curl -s -H "Authorization: Bearer $KYCBATCH_API_KEY" $KYCBATCH_URL/entity
 
-`, apiURL, s3URL, key, devBusiness)
+`, apiURL, s3URL, simURL, key, devBusiness)
 }
 
 func orDefault(v, def string) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
 func main() {
@@ -30,14 +31,19 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	if err := cfg.CheckWorker(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
 	logger := logging.New(stderr, cfg.LogLevel)
 	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	logger.Info("worker started", "config", cfg)
-	<-ctx.Done()
-	logger.Info("worker stopped")
-	return nil
+	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg})
+	if err != nil {
+		return err
+	}
+	logger.Info("worker starting", "config", cfg)
+	return w.Run(ctx)
 }

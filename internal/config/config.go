@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/storage"
@@ -29,6 +30,37 @@ type Config struct {
 	S3 storage.Config
 	// LogLevel is the lowest level logged (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
+
+	// Sumsub is how the worker reaches Sumsub and how fast it may call it.
+	Sumsub Sumsub
+	// BatchWindow is how many records of one batch may wait in the Sumsub
+	// queue at once (BATCH_WINDOW), so that batches share the rate fairly.
+	BatchWindow int
+	// WorkerConcurrency is how many tasks one worker process runs at once (WORKER_CONCURRENCY).
+	WorkerConcurrency int
+	// ReconcileInterval is how often the reconciler re-enqueues what Redis
+	// lost (RECONCILE_INTERVAL).
+	ReconcileInterval time.Duration
+	// ShutdownTimeout is how long a stopping process lets running work finish (SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+}
+
+// Sumsub is the configuration of the Sumsub client.
+type Sumsub struct {
+	// BaseURL is Sumsub's API (SUMSUB_BASE_URL).
+	BaseURL string
+	// AppToken and SecretKey sign every request (SUMSUB_APP_TOKEN,
+	// SUMSUB_SECRET_KEY); the worker needs both. Secrets: never logged.
+	AppToken  string
+	SecretKey string
+	// RateLimit is the number of requests per second allowed to all worker
+	// processes together (SUMSUB_RATE_LIMIT).
+	RateLimit int
+	// DefaultLevel is the level of records that name none (SUMSUB_DEFAULT_LEVEL);
+	// empty: Sumsub's default level.
+	DefaultLevel string
+	// Timeout bounds one Sumsub request (SUMSUB_TIMEOUT).
+	Timeout time.Duration
 }
 
 // Defaults serve local development.
@@ -41,6 +73,13 @@ var Defaults = map[string]string{
 	"S3_BUCKET":           "kycbatch",
 	"S3_FORCE_PATH_STYLE": "false",
 	"LOG_LEVEL":           "info",
+	"SUMSUB_BASE_URL":     "https://api.sumsub.com",
+	"SUMSUB_RATE_LIMIT":   "10",
+	"SUMSUB_TIMEOUT":      "10s",
+	"BATCH_WINDOW":        "20",
+	"WORKER_CONCURRENCY":  "20",
+	"RECONCILE_INTERVAL":  "30s",
+	"SHUTDOWN_TIMEOUT":    "30s",
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a
@@ -88,7 +127,48 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", "want debug, info, warn or error, got %q", get("LOG_LEVEL"))
 	}
+	c.Sumsub = Sumsub{
+		BaseURL:      strings.TrimSuffix(get("SUMSUB_BASE_URL"), "/"),
+		AppToken:     get("SUMSUB_APP_TOKEN"),
+		SecretKey:    get("SUMSUB_SECRET_KEY"),
+		DefaultLevel: get("SUMSUB_DEFAULT_LEVEL"),
+	}
+	if u, err := url.Parse(c.Sumsub.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("SUMSUB_BASE_URL", "want an http(s) URL, got %q", c.Sumsub.BaseURL)
+	}
+	positive := func(name string, max int) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil || n < 1 || n > max {
+			bad(name, "want a whole number from 1 to %d, got %q", max, get(name))
+		}
+		return n
+	}
+	c.Sumsub.RateLimit = positive("SUMSUB_RATE_LIMIT", 100000)
+	c.BatchWindow = positive("BATCH_WINDOW", 10000)
+	c.WorkerConcurrency = positive("WORKER_CONCURRENCY", 10000)
+	duration := func(name string) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil || d <= 0 {
+			bad(name, "want a positive duration such as 30s, got %q", get(name))
+		}
+		return d
+	}
+	c.Sumsub.Timeout = duration("SUMSUB_TIMEOUT")
+	c.ReconcileInterval = duration("RECONCILE_INTERVAL")
+	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
 	return c, errors.Join(errs...)
+}
+
+// CheckWorker reports what the worker needs that the API does not.
+func (c Config) CheckWorker() error {
+	var errs []error
+	if c.Sumsub.AppToken == "" {
+		errs = append(errs, errors.New("SUMSUB_APP_TOKEN: required by the worker"))
+	}
+	if c.Sumsub.SecretKey == "" {
+		errs = append(errs, errors.New("SUMSUB_SECRET_KEY: required by the worker"))
+	}
+	return errors.Join(errs...)
 }
 
 // LogValue lets the configuration be logged at start without its secrets.
@@ -102,5 +182,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("s3_bucket", c.S3.Bucket),
 		slog.Bool("s3_force_path_style", c.S3.ForcePathStyle),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("sumsub_base_url", c.Sumsub.BaseURL),
+		slog.Bool("sumsub_app_token_set", c.Sumsub.AppToken != ""),
+		slog.Bool("sumsub_secret_key_set", c.Sumsub.SecretKey != ""),
+		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
+		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
+		slog.Duration("sumsub_timeout", c.Sumsub.Timeout),
+		slog.Int("batch_window", c.BatchWindow),
+		slog.Int("worker_concurrency", c.WorkerConcurrency),
+		slog.Duration("reconcile_interval", c.ReconcileInterval),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 	)
 }

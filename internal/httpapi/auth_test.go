@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/kycbatch/kycbatch/internal/apitest"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
@@ -12,10 +14,10 @@ import (
 
 func TestAuthentication(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	key, _ := e.business(t)
-	revoked, _ := e.business(t)
-	if n, err := e.keys.RevokeKey(context.Background(), auth.Prefix(revoked)); err != nil || n != 1 {
+	e := apitest.New(t, apitest.Options{})
+	key, _ := e.Business(t)
+	revoked, _ := e.Business(t)
+	if n, err := e.Keys.RevokeKey(context.Background(), auth.Prefix(revoked)); err != nil || n != 1 {
 		t.Fatalf("revoke: %d, %v", n, err)
 	}
 	const (
@@ -46,22 +48,22 @@ func TestAuthentication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, e.url+tt.path, nil)
+			req, err := http.NewRequest(http.MethodGet, e.URL+tt.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.header != "" {
 				req.Header.Set(tt.header, tt.value)
 			}
-			r := e.do(t, req)
-			if r.status != tt.wantCode {
-				t.Fatalf("status %d, want %d: %s", r.status, tt.wantCode, r.body)
+			r := e.Do(t, req)
+			if r.Status != tt.wantCode {
+				t.Fatalf("status %d, want %d: %s", r.Status, tt.wantCode, r.Body)
 			}
-			if got := r.header.Get("Content-Type"); got != "application/json; charset=utf-8" {
+			if got := r.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
 				t.Errorf("Content-Type %q", got)
 			}
 			if tt.wantBody != "" {
-				if diff := cmp.Diff(tt.wantBody, string(r.body)); diff != "" {
+				if diff := cmp.Diff(tt.wantBody, string(r.Body)); diff != "" {
 					t.Errorf("body (-want +got):\n%s", diff)
 				}
 			}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kycbatch/kycbatch/internal/apitest"
+
 	"github.com/google/uuid"
 )
 
@@ -21,8 +23,8 @@ import (
 // read as a stream through the 10 MB limit, never held in memory.
 // It is not parallel, so that no other test's allocations are measured.
 func TestRefused50MBUploadMemory(t *testing.T) {
-	e := newEnv(t)
-	key, business := e.business(t)
+	e := apitest.New(t, apitest.Options{})
+	key, business := e.Business(t)
 
 	const size = 50 << 20
 	pr, pw := io.Pipe()
@@ -46,7 +48,7 @@ func TestRefused50MBUploadMemory(t *testing.T) {
 		}
 		pw.CloseWithError(mw.Close())
 	}()
-	req := e.uploadRequest(t, key, "big", nil, nil)
+	req := e.UploadRequest(t, key, "big", nil, nil)
 	req.Body, req.ContentLength = pr, -1
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 
@@ -90,7 +92,7 @@ func TestRefused50MBUploadMemory(t *testing.T) {
 	if growth > 8<<20 {
 		t.Errorf("heap grew by %d bytes, want at most 8 MB", growth)
 	}
-	if b, r, o := e.stored(t, business); b+r+o != 0 {
+	if b, r, o := e.Stored(t, business); b+r+o != 0 {
 		t.Errorf("refused upload stored %d batches, %d records, %d objects", b, r, o)
 	}
 }

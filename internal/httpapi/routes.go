@@ -14,7 +14,7 @@ import (
 func addRoutes(e *echo.Echo, d Deps) {
 	keys := auth.NewStore(d.Pool)
 	entities := entity.NewHandler(entity.NewStore(d.Pool))
-	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger)
+	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger, d.SumsubRate)
 
 	// Liveness: the process serves HTTP.
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -30,4 +30,8 @@ func addRoutes(e *echo.Echo, d Deps) {
 	api.POST("/entity/kyc/import/batch", batches.Upload)
 	// Read a batch's status and counters.
 	api.GET("/entity/kyc/import/batch/:batchId", batches.Status)
+	// Page through a batch's per-record results.
+	api.GET("/entity/kyc/import/batch/:batchId/records", batches.Records)
+	// Stop a batch: records not yet sent to Sumsub are cancelled.
+	api.POST("/entity/kyc/import/batch/:batchId/cancel", batches.Cancel)
 }

@@ -21,6 +21,9 @@ type Deps struct {
 	Pool   *pgxpool.Pool
 	Files  ingest.FileStore
 	Queue  ingest.Enqueuer
+	// SumsubRate is the Sumsub rate limit (requests per second), which paces
+	// batches: the status endpoint estimates completion from it.
+	SumsubRate int
 }
 
 // NewServer returns the HTTP handler of the whole API.

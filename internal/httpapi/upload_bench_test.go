@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kycbatch/kycbatch/internal/apitest"
+
 	"github.com/google/uuid"
 )
 
@@ -15,8 +17,8 @@ import (
 // (about 1.5 MB: share tokens of ~250 characters) through HTTP, PostgreSQL and
 // S3, and reports the median and 99th percentile besides the mean.
 func BenchmarkUpload5000Rows(b *testing.B) {
-	e := newEnv(b)
-	key, _ := e.business(b)
+	e := apitest.New(b, apitest.Options{})
+	key, _ := e.Business(b)
 	var sb strings.Builder
 	sb.WriteString("externalId,shareToken,applicantLevel\n")
 	for i := range 5000 {
@@ -27,12 +29,12 @@ func BenchmarkUpload5000Rows(b *testing.B) {
 
 	var took []time.Duration
 	for i := 0; b.Loop(); i++ {
-		req := e.uploadRequest(b, key, fmt.Sprintf("bench-%d-%s", i, uuid.NewString()), file, nil)
+		req := e.UploadRequest(b, key, fmt.Sprintf("bench-%d-%s", i, uuid.NewString()), file, nil)
 		start := time.Now()
-		r := e.do(b, req)
+		r := e.Do(b, req)
 		took = append(took, time.Since(start))
-		if r.status != http.StatusCreated {
-			b.Fatalf("upload: %d %s", r.status, r.body)
+		if r.Status != http.StatusCreated {
+			b.Fatalf("upload: %d %s", r.Status, r.Body)
 		}
 	}
 	slices.Sort(took)

@@ -49,11 +49,12 @@ type Handler struct {
 	files  FileStore
 	queue  Enqueuer
 	logger *slog.Logger
+	rate   int // Sumsub requests per second, for completion estimates
 }
 
-// NewHandler returns a Handler.
-func NewHandler(store *Store, files FileStore, queue Enqueuer, logger *slog.Logger) *Handler {
-	return &Handler{store: store, files: files, queue: queue, logger: logger}
+// NewHandler returns a Handler; rate is the Sumsub rate limit, which paces every batch.
+func NewHandler(store *Store, files FileStore, queue Enqueuer, logger *slog.Logger, rate int) *Handler {
+	return &Handler{store: store, files: files, queue: queue, logger: logger, rate: rate}
 }
 
 // uploadResponse is the 201 body of an upload.

@@ -1,0 +1,351 @@
+// Package apitest runs the whole of kycbatch for end-to-end tests: the API
+// over real HTTP on a fresh database, a Redis database of its own, an
+// in-memory S3 server and the Sumsub simulator, with workers started on
+// demand. Only tests import it.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kycbatch/kycbatch/internal/app"
+	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/config"
+	"github.com/kycbatch/kycbatch/internal/database/dbtest"
+	"github.com/kycbatch/kycbatch/internal/httpapi"
+	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/storage/s3test"
+	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/worker"
+)
+
+// Options tune the environment; zero values take the defaults in New.
+type Options struct {
+	SumsubRate        int           // requests per second, enforced by the limiter and the simulator (default 50)
+	SimLatency        time.Duration // the simulator's answer time
+	Window            int           // batch window (default 20)
+	ReconcileInterval time.Duration // default 1 h: tests run the reconciler when they mean to
+}
+
+// Env is a running kycbatch.
+type Env struct {
+	URL       string
+	Pool      *pgxpool.Pool
+	Files     *storage.Store
+	Redis     *redis.Client
+	Inspector *asynq.Inspector
+	Keys      *auth.Store
+	Logs      *LogBuffer
+	Sim       *sumsubsim.Server
+	Config    config.Config
+}
+
+// The simulator's credentials in tests.
+const (
+	simAppToken  = "sbx:test-app-token"
+	simSecretKey = "test-secret-key"
+)
+
+// New starts the API (no worker: see StartWorker).
+func New(tb testing.TB, opts Options) *Env {
+	tb.Helper()
+	if opts.SumsubRate == 0 {
+		opts.SumsubRate = 50
+	}
+	if opts.Window == 0 {
+		opts.Window = 20
+	}
+	if opts.ReconcileInterval == 0 {
+		opts.ReconcileInterval = time.Hour
+	}
+	ctx := context.Background()
+	pool := dbtest.Pool(tb)
+	rdb, err := app.OpenRedis(ctx, redistest.URL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rdb.Close() })
+	sim := sumsubsim.New(sumsubsim.Config{AppToken: simAppToken, SecretKey: simSecretKey, RateLimit: opts.SumsubRate, Latency: opts.SimLatency})
+	simSrv := httptest.NewServer(sim)
+	tb.Cleanup(simSrv.Close)
+
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Sumsub.BaseURL, cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = simSrv.URL, simAppToken, simSecretKey
+	cfg.Sumsub.RateLimit = opts.SumsubRate
+	cfg.BatchWindow = opts.Window
+	cfg.WorkerConcurrency = 20
+	cfg.ReconcileInterval = opts.ReconcileInterval
+
+	logs := &LogBuffer{}
+	e := &Env{
+		Pool: pool, Files: s3test.Store(tb), Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg,
+	}
+	handler := httpapi.NewServer(httpapi.Deps{
+		Logger: e.Logger(), Pool: pool, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit,
+	})
+	srv := httptest.NewServer(handler)
+	tb.Cleanup(srv.Close)
+	e.URL = srv.URL
+	return e
+}
+
+// Logger logs into Logs, so tests can check what was logged.
+func (e *Env) Logger() *slog.Logger {
+	return logging.New(e.Logs, slog.LevelDebug)
+}
+
+// StartWorker starts a worker process's worth of kycbatch (its own Redis
+// client, limiter and Asynq server) and returns a function that stops it;
+// shutdown bounds how long running tasks may finish (a tiny one is a crash).
+// The worker also stops when the test ends.
+func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
+	tb.Helper()
+	rdb := redis.NewClient(e.Redis.Options())
+	cfg := e.Config
+	cfg.ShutdownTimeout = shutdown
+	w, err := worker.New(worker.Deps{Logger: e.Logger(), Pool: e.Pool, Redis: rdb, Config: cfg})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("worker: %v", err)
+			}
+			rdb.Close()
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}
+
+// Business creates a business with a fresh API key.
+func (e *Env) Business(tb testing.TB) (key string, id uuid.UUID) {
+	tb.Helper()
+	ctx := context.Background()
+	id, err := e.Keys.EnsureBusiness(ctx, "biz-"+uuid.NewString())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key = auth.NewKey()
+	if err := e.Keys.AddKey(ctx, id, key); err != nil {
+		tb.Fatal(err)
+	}
+	return key, id
+}
+
+// Response is what a request got back.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a map for field checks.
+func (r Response) JSON(tb testing.TB) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		tb.Fatalf("body is not a JSON object: %v\n%s", err, r.Body)
+	}
+	return m
+}
+
+// Do sends req and reads the whole answer.
+func (e *Env) Do(tb testing.TB, req *http.Request) Response {
+	tb.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Response{Status: res.StatusCode, Header: res.Header, Body: body}
+}
+
+// Call sends a JSON request (body may be nil) with the key as a Bearer token.
+func (e *Env) Call(tb testing.TB, method, path, key string, body any) Response {
+	tb.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.URL+path, r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return e.Do(tb, req)
+}
+
+// UploadRequest builds a batch upload of csv in form field "file", with the
+// contract's headers; headers may override or (with "") remove them.
+func (e *Env) UploadRequest(tb testing.TB, key, idempotencyKey string, csv []byte, headers map[string]string) *http.Request {
+	tb.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, err := mw.CreateFormFile("file", "batch.csv")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fw.Write(csv)
+	mw.Close()
+	req, err := http.NewRequest(http.MethodPost, e.URL+"/entity/kyc/import/batch", &body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("X-Provider", "sumsub")
+	req.Header.Set("Idempotency-Key", idempotencyKey)
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	return req
+}
+
+// Upload uploads csv with the contract's headers.
+func (e *Env) Upload(tb testing.TB, key, idempotencyKey string, csv []byte) Response {
+	tb.Helper()
+	return e.Do(tb, e.UploadRequest(tb, key, idempotencyKey, csv, nil))
+}
+
+// UploadBatch uploads csv and returns the new batch's id, failing the test otherwise.
+func (e *Env) UploadBatch(tb testing.TB, key string, csv []byte) string {
+	tb.Helper()
+	r := e.Upload(tb, key, uuid.NewString(), csv)
+	if r.Status != http.StatusCreated {
+		tb.Fatalf("upload: %d %s", r.Status, r.Body)
+	}
+	return r.JSON(tb)["batchId"].(string)
+}
+
+// Entities creates n entities of the business and returns their external ids.
+func (e *Env) Entities(tb testing.TB, key string, n int) []uuid.UUID {
+	tb.Helper()
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = uuid.New()
+		if r := e.Call(tb, http.MethodPost, "/entity", key, map[string]string{"externalId": ids[i].String(), "type": "INDIVIDUAL"}); r.Status != http.StatusCreated {
+			tb.Fatalf("create entity: %d %s", r.Status, r.Body)
+		}
+	}
+	return ids
+}
+
+// WaitBatch polls the batch until its status is final and returns its last
+// body; the test fails if that takes longer than timeout.
+func (e *Env) WaitBatch(tb testing.TB, key, batchID string, timeout time.Duration) map[string]any {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := e.Call(tb, http.MethodGet, "/entity/kyc/import/batch/"+batchID, key, nil)
+		if r.Status != http.StatusOK {
+			tb.Fatalf("batch status: %d %s", r.Status, r.Body)
+		}
+		b := r.JSON(tb)
+		switch b["status"] {
+		case "completed", "failed", "cancelled":
+			return b
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("batch %s not finished after %s: %s", batchID, timeout, r.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stored counts the batches and records of a business in PostgreSQL and its
+// raw uploads in S3: after a refused upload all three must be unchanged.
+func (e *Env) Stored(tb testing.TB, business uuid.UUID) (batches, records, objects int) {
+	tb.Helper()
+	ctx := context.Background()
+	err := e.Pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM batches WHERE business_id = $1),
+		       (SELECT count(*) FROM batch_records r JOIN batches b ON b.id = r.batch_id WHERE b.business_id = $1)`,
+		business).Scan(&batches, &records)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keys, err := e.Files.Keys(ctx, fmt.Sprintf("uploads/%s/", business))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return batches, records, len(keys)
+}
+
+// CSVFile builds a file with a header and one row per external id; the share
+// token of row i (a spreadsheet row, from 2) is Token(prefix, i).
+func CSVFile(prefix string, ids []uuid.UUID) []byte {
+	var b strings.Builder
+	b.WriteString("externalId,shareToken\n")
+	for i, id := range ids {
+		fmt.Fprintf(&b, "%s,%s\n", id, Token(prefix, i+2))
+	}
+	return []byte(b.String())
+}
+
+// Token is the share token CSVFile puts on a row.
+func Token(prefix string, row int) string {
+	return fmt.Sprintf("%s_act-sbx-jwt-%d-%s", prefix, row, strings.Repeat("x", 40))
+}
+
+// LogBuffer keeps what a server logged; its goroutines write concurrently.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}

@@ -1,0 +1,293 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/ratelimit"
+	"github.com/kycbatch/kycbatch/internal/sumsub"
+)
+
+// Importer imports an applicant from a share token; *sumsub.Client is one.
+// The processor needs nothing else of Sumsub.
+type Importer interface {
+	ReuseApplicant(ctx context.Context, shareToken, levelName string) (sumsub.Applicant, error)
+}
+
+// Limiter hands out permits for Sumsub calls; *ratelimit.Limiter is one,
+// shared by every worker process.
+type Limiter interface {
+	Wait(ctx context.Context, maxWait time.Duration) error
+}
+
+// TaskInspector tells whether Redis still knows a task; *asynq.Inspector is one.
+type TaskInspector interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
+}
+
+// ProcessorConfig tunes the pipeline.
+type ProcessorConfig struct {
+	Window       int           // records of one batch queued at once
+	DefaultLevel string        // level of records that name none; empty: Sumsub's default
+	MaxWait      time.Duration // longest wait for a rate-limit permit inside a task
+}
+
+// Processor runs the tasks of the batch pipeline: dispatch, record import and reconciliation.
+type Processor struct {
+	store     *Store
+	sumsub    Importer
+	limiter   Limiter
+	queue     Enqueuer
+	inspector TaskInspector
+	cfg       ProcessorConfig
+	logger    *slog.Logger
+}
+
+// NewProcessor returns a Processor.
+func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector TaskInspector, cfg ProcessorConfig, logger *slog.Logger) *Processor {
+	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger}
+}
+
+// RateLimitedError asks for the task to run again after RetryAfter without
+// counting a failure: the global limiter had no permit soon enough.
+type RateLimitedError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("waiting for a Sumsub rate-limit permit; retry in %s", e.RetryAfter)
+}
+
+// HandleDispatch starts a batch: in progress, first window queued.
+func (p *Processor) HandleDispatch(ctx context.Context, t *asynq.Task) error {
+	var payload DispatchBatchPayload
+	if err := json.Unmarshal(t.Payload(), &payload); err != nil {
+		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
+	}
+	ctx = logging.With(ctx, slog.String("batch_id", payload.BatchID.String()))
+	next, started, err := p.store.start(ctx, payload.BatchID, p.cfg.Window)
+	if err != nil {
+		return err
+	}
+	if started {
+		p.logger.InfoContext(ctx, "batch started", "queued", len(next))
+	}
+	p.enqueueRecords(ctx, payload.BatchID, next)
+	return nil
+}
+
+// HandleImportRecord takes one record through Sumsub: entity check, a permit
+// of the global limiter, the attempt marked, the call, and the outcome stored
+// with the entity and the batch counters.
+func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error {
+	var payload ImportRecordPayload
+	if err := json.Unmarshal(t.Payload(), &payload); err != nil {
+		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
+	}
+	batchID, row := payload.BatchID, payload.Row
+	ctx = logging.With(ctx, slog.String("batch_id", batchID.String()), slog.Int("row", row))
+
+	rec, err := p.store.record(ctx, batchID, row)
+	switch {
+	case errors.Is(err, errNoRecord):
+		return nil
+	case err != nil:
+		return err
+	case rec.Status != "pending":
+		return nil // already final: a task delivered twice
+	case rec.BatchStatus == "cancelled":
+		o := outcome{Status: "cancelled"}
+		if rec.Attempts > rec.Answered {
+			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
+		}
+		return p.finish(ctx, batchID, row, o)
+	case rec.BatchStatus != "in_progress":
+		return fmt.Errorf("batch is %s, not in progress", rec.BatchStatus)
+	}
+
+	exists, err := p.store.entityExists(ctx, rec.BusinessID, rec.ExternalID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
+	}
+
+	// The attempt is marked before the permit is taken, so that nothing but
+	// the request itself stands between the permit and Sumsub's clock.
+	attempt, ok, err := p.store.markAttempt(ctx, batchID, row)
+	if err != nil || !ok {
+		return err
+	}
+	if err := p.limiter.Wait(ctx, p.cfg.MaxWait); err != nil {
+		// No call was made: the attempt did not happen.
+		if uerr := p.store.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); uerr != nil {
+			return uerr
+		}
+		var tooLong *ratelimit.WaitTooLongError
+		if errors.As(err, &tooLong) {
+			return &RateLimitedError{RetryAfter: tooLong.RetryAfter}
+		}
+		return fmt.Errorf("rate limiter: %w", err)
+	}
+	level := rec.ApplicantLevel
+	if level == "" {
+		level = p.cfg.DefaultLevel
+	}
+	applicant, err := p.sumsub.ReuseApplicant(ctx, rec.ShareToken, level)
+	if err == nil {
+		return p.finish(ctx, batchID, row, imported(applicant))
+	}
+
+	var se *sumsub.Error
+	if !errors.As(err, &se) {
+		return err // the context ended mid-call: the attempt stays unanswered
+	}
+	if se.Kind == sumsub.Permanent {
+		o := outcome{Status: "failed", ErrorCode: sumsubCode(se), ErrorMessage: redact(se.Description, rec.ShareToken)}
+		// A used token after an attempt whose answer was lost: that attempt
+		// may well have imported the applicant, so say we do not know.
+		if se.Code == sumsub.CodeInvalidShareToken && attempt-1 > rec.Answered {
+			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
+		}
+		return p.finish(ctx, batchID, row, o)
+	}
+	// Sumsub refused the call without running it (429, 503): the token is unused.
+	if se.HTTPStatus == http.StatusTooManyRequests || se.HTTPStatus == http.StatusServiceUnavailable {
+		if err := p.store.markAnswered(context.WithoutCancel(ctx), batchID, row); err != nil {
+			return err
+		}
+	}
+	if attempt >= MaxAttempts {
+		o := outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
+			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", attempt, redact(se.Error(), rec.ShareToken))}
+		if se.Kind == sumsub.RateLimited {
+			o.ErrorCode = CodeSumsubRateLimited
+			o.ErrorMessage = fmt.Sprintf("Sumsub refused %d attempts with 429 Too Many Requests", attempt)
+		}
+		return p.finish(ctx, batchID, row, o)
+	}
+	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", attempt, "error", redact(se.Error(), rec.ShareToken))
+	return err
+}
+
+// finish stores an outcome and queues the records that enter the batch's window.
+func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome) error {
+	// The outcome is stored even if the task's context ends now: Sumsub has answered.
+	ctx = context.WithoutCancel(ctx)
+	next, err := p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+	if err != nil {
+		return err
+	}
+	p.logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
+	p.enqueueRecords(ctx, batchID, next)
+	return nil
+}
+
+// enqueueRecords puts the records' tasks on the Sumsub queue. A failure is
+// logged only: the records are marked queued, and the reconciler enqueues
+// whatever Redis does not have.
+func (p *Processor) enqueueRecords(ctx context.Context, batchID uuid.UUID, rows []int) {
+	for _, row := range rows {
+		if err := p.enqueueOnce(ctx, NewImportRecordTask(batchID, row), QueueSumsub, recordTaskID(batchID, row)); err != nil {
+			p.logger.WarnContext(ctx, "enqueue record; the reconciler will retry", "row", row, "error", err)
+		}
+	}
+}
+
+// enqueueOnce enqueues a task unless Redis already holds it waiting or
+// running. A finished copy kept for the dashboard (retention) does not count:
+// it is deleted and the task enqueued again.
+func (p *Processor) enqueueOnce(ctx context.Context, task *asynq.Task, queue, id string) error {
+	_, err := p.queue.EnqueueContext(ctx, task)
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	info, err := p.inspector.GetTaskInfo(queue, id)
+	if err != nil {
+		return fmt.Errorf("inspect task %s: %w", id, err)
+	}
+	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
+		return nil
+	}
+	if err := p.inspector.DeleteTask(queue, id); err != nil {
+		return fmt.Errorf("delete finished task %s: %w", id, err)
+	}
+	_, err = p.queue.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // another process enqueued it meanwhile
+	}
+	return err
+}
+
+// reconcileBatchLimit bounds the batches one reconciler run looks at.
+const reconcileBatchLimit = 1000
+
+// HandleReconcile makes Redis hold a task for every piece of unfinished work
+// in PostgreSQL: each active batch is started (idempotent: it fills its
+// window), and every record of a window gets its task back if Redis lost it.
+func (p *Processor) HandleReconcile(ctx context.Context, _ *asynq.Task) error {
+	batches, err := p.store.activeBatches(ctx, reconcileBatchLimit)
+	if err != nil {
+		return err
+	}
+	requeued := 0
+	for _, id := range batches {
+		if _, _, err := p.store.start(ctx, id, p.cfg.Window); err != nil {
+			return err
+		}
+		rows, err := p.store.queuedRows(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, row := range rows {
+			if err := p.enqueueOnce(ctx, NewImportRecordTask(id, row), QueueSumsub, recordTaskID(id, row)); err != nil {
+				return fmt.Errorf("re-enqueue %s: %w", recordTaskID(id, row), err)
+			}
+			requeued++
+		}
+	}
+	p.logger.DebugContext(ctx, "reconciled", "active_batches", len(batches), "queued_records_checked", requeued)
+	return nil
+}
+
+// imported is the outcome of a successful import.
+func imported(a sumsub.Applicant) outcome {
+	kyc := "PENDING"
+	if a.Review.Status == "completed" {
+		switch a.Review.Answer {
+		case "GREEN":
+			kyc = "APPROVED"
+		case "RED":
+			kyc = "REJECTED"
+		}
+	}
+	return outcome{Status: "succeeded", ApplicantID: a.ID, ReviewStatus: a.Review.Status, ReviewAnswer: a.Review.Answer, KYCStatus: kyc}
+}
+
+// sumsubCode names a Sumsub refusal: SUMSUB_<errorName> (SUMSUB_INVALID_SHARE_TOKEN), or SUMSUB_HTTP_<status>.
+func sumsubCode(e *sumsub.Error) string {
+	if e.Name != "" {
+		return "SUMSUB_" + strings.ToUpper(strings.NewReplacer("-", "_", " ", "_").Replace(e.Name))
+	}
+	return fmt.Sprintf("SUMSUB_HTTP_%d", e.HTTPStatus)
+}
+
+// redact removes the share token from a text Sumsub wrote (its descriptions may quote the token).
+func redact(text, shareToken string) string {
+	if shareToken == "" {
+		return text
+	}
+	return strings.ReplaceAll(text, shareToken, "[share token]")
+}

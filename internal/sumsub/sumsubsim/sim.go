@@ -1,0 +1,422 @@
+// Package sumsubsim is a fake Sumsub API for tests, the dev server and
+// benchmarks, since the real one cannot be reached from our machines. It
+// checks signatures and clock skew, enforces a sliding one-second rate limit,
+// treats share tokens as single-use, and answers with Sumsub's bodies. Share
+// tokens with a test-mode prefix (PrefixRed and the others) pick an outcome;
+// any other token is imported and approved.
+//
+// Two paths outside Sumsub's API help tests and benchmarks, unsigned and not
+// counted: GET /_sim/stats returns Stats as JSON and POST /_sim/reset forgets
+// everything.
+package sumsubsim
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kycbatch/kycbatch/internal/sumsub"
+)
+
+// Test-mode prefixes of share tokens, each choosing what the simulator does
+// with the token so that tests reach every path of the import code.
+const (
+	// PrefixRed tokens are imported with a completed, RED, FINAL review.
+	PrefixRed = "sim-red-"
+	// PrefixPending tokens are imported with a pending review and no result.
+	PrefixPending = "sim-pending-"
+	// PrefixInvalid tokens are refused: 400, invalid-share-token (10503).
+	PrefixInvalid = "sim-invalid-"
+	// PrefixExpired tokens are refused as Sumsub refuses an expired token: 401.
+	PrefixExpired = "sim-expired-"
+	// PrefixLevel tokens are refused for any level: 400, non-suitable-share-token (10504).
+	PrefixLevel = "sim-level-"
+	// PrefixFlaky tokens get 503 on their first FlakyFailures attempts, then are imported.
+	PrefixFlaky = "sim-flaky-"
+	// PrefixSlow tokens are imported after SlowDelay, unless the client gives up first.
+	PrefixSlow = "sim-slow-"
+)
+
+// Behaviour of the test-mode tokens and of the defaults.
+const (
+	// FlakyFailures is how many attempts of a PrefixFlaky token get 503.
+	FlakyFailures = 2
+	// SlowDelay is how long a PrefixSlow token takes to import.
+	SlowDelay = 2 * time.Second
+	// DefaultRateLimit is Config.RateLimit when unset: our contract's 10 requests a second.
+	DefaultRateLimit = 10
+	// DefaultLevel is the level of a reuse request without levelName.
+	DefaultLevel = "basic-kyc-level"
+)
+
+// knownLevels are the levels configured on the simulated account; reuse
+// into any other is refused like Sumsub refuses a level it cannot serve.
+var knownLevels = map[string]bool{DefaultLevel: true, "levelKyc": true}
+
+// maxSkew is how far X-App-Access-Ts may be from the simulator's clock,
+// either way, inclusive: Sumsub's own example clients stamp a minute ahead.
+const maxSkew = 60
+
+// maxBody bounds the request bodies read to check signatures.
+const maxBody = 1 << 20
+
+// Config of the simulator.
+type Config struct {
+	// AppToken and SecretKey are the credentials the simulator accepts.
+	AppToken, SecretKey string
+	// RateLimit is the most requests accepted in any one-second window;
+	// DefaultRateLimit when zero. Requests beyond it get 429.
+	RateLimit int
+	// Latency is added to every signed, admitted request, to make
+	// benchmarks look like the real network.
+	Latency time.Duration
+	// Now is the simulator's clock; time.Now when nil. Tests set it to make
+	// clock skew and the rate window deterministic.
+	Now func() time.Time
+}
+
+// Stats counts what the simulator saw since it started or was reset, so
+// that tests and benchmarks check the client's behaviour from the outside.
+type Stats struct {
+	// Requests counts every request but those to /_sim/.
+	Requests int `json:"requests"`
+	// SuccessfulImports counts share tokens imported (200).
+	SuccessfulImports int `json:"successfulImports"`
+	// ReusedTokenAttempts counts reuse requests for a token already imported.
+	ReusedTokenAttempts int `json:"reusedTokenAttempts"`
+	// Rejected429 counts requests refused by the rate limit.
+	Rejected429 int `json:"rejected429"`
+	// MaxRequestsInAnySecond is the most requests accepted within one
+	// sliding second: above Config.RateLimit never, and a client that
+	// respects the limit keeps it there or below.
+	MaxRequestsInAnySecond int `json:"maxRequestsInAnySecond"`
+}
+
+// Server is the simulated Sumsub API, an http.Handler. It is safe for
+// concurrent use.
+type Server struct {
+	cfg Config
+	api *http.ServeMux
+
+	mu         sync.Mutex
+	stats      Stats
+	window     []time.Time           // acceptance times within the last second, oldest first
+	imports    map[string]int        // share token → successful imports
+	seen       map[string]int        // share token → requests carrying it
+	attempts   map[string]int        // PrefixFlaky token → attempts that reached the route
+	applicants map[string]statusBody // applicant id → its review, for the status endpoint
+}
+
+// New returns a simulator with cfg's defaults filled in.
+func New(cfg Config) *Server {
+	if cfg.RateLimit <= 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:        cfg,
+		api:        http.NewServeMux(),
+		imports:    map[string]int{},
+		seen:       map[string]int{},
+		attempts:   map[string]int{},
+		applicants: map[string]statusBody{},
+	}
+	s.api.HandleFunc("POST /resources/api/reusableIdentity/reuse", s.reuse)
+	s.api.HandleFunc("GET /resources/applicants/{id}/status", s.status)
+	s.api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errorBody{Description: "Not found"})
+	})
+	return s
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Reset forgets everything: counters, used tokens, applicants and the rate
+// window, so that one simulator serves several benchmark runs.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = Stats{}
+	s.window = nil
+	clear(s.imports)
+	clear(s.seen)
+	clear(s.attempts)
+	clear(s.applicants)
+}
+
+// Imports returns how many times shareToken was imported, so that tests
+// assert that no token was imported twice.
+func (s *Server) Imports(shareToken string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.imports[shareToken]
+}
+
+// Seen returns how many requests carried shareToken, whatever their outcome.
+func (s *Server) Seen(shareToken string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[shareToken]
+}
+
+// ServeHTTP answers like Sumsub: it checks the signature (401), then the
+// rate limit (429), waits Config.Latency, and routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if strings.HasPrefix(r.URL.Path, "/_sim/") {
+		s.serveSim(w, r)
+		return
+	}
+
+	token := r.URL.Query().Get("shareToken")
+	s.mu.Lock()
+	s.stats.Requests++
+	if token != "" {
+		s.seen[token]++
+	}
+	s.mu.Unlock()
+
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Description: "Cannot read the request body"})
+		return
+	}
+	if desc := s.checkSignature(r, body); desc != "" {
+		writeError(w, http.StatusUnauthorized, errorBody{Description: desc})
+		return
+	}
+	if !s.admit() {
+		writeError(w, http.StatusTooManyRequests, errorBody{Description: "Too many requests"})
+		return
+	}
+	if s.cfg.Latency > 0 && !sleep(r.Context(), s.cfg.Latency) {
+		return
+	}
+	s.api.ServeHTTP(w, r)
+}
+
+// serveSim serves the simulator's own paths.
+func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/_sim/stats":
+		writeJSON(w, http.StatusOK, s.Stats())
+	case r.Method == http.MethodPost && r.URL.Path == "/_sim/reset":
+		s.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		writeError(w, http.StatusNotFound, errorBody{Description: "Not found"})
+	}
+}
+
+// checkSignature returns Sumsub's description of what is wrong with the
+// request's credentials, or "" when they are right.
+func (s *Server) checkSignature(r *http.Request, body []byte) string {
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-App-Token")), []byte(s.cfg.AppToken)) != 1 {
+		return "App token is invalid"
+	}
+	ts, err := strconv.ParseInt(r.Header.Get("X-App-Access-Ts"), 10, 64)
+	now := s.cfg.Now().Unix()
+	if err != nil || ts < now-maxSkew || ts > now+maxSkew {
+		return "Request timestamp is too old or too far in the future"
+	}
+	// RequestURI is the path and query exactly as received: the bytes the
+	// client had to sign.
+	want := sumsub.Sign(s.cfg.SecretKey, ts, r.Method, r.RequestURI, body)
+	if !hmac.Equal([]byte(want), []byte(r.Header.Get("X-App-Access-Sig"))) {
+		return "Request signature mismatch"
+	}
+	return ""
+}
+
+// admit enters the request in the sliding one-second window, or reports that
+// the window is full. Refused requests stay out of the window.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The clock is read under the lock, so that the window stays in order.
+	now := s.cfg.Now()
+	i := 0
+	for i < len(s.window) && now.Sub(s.window[i]) >= time.Second {
+		i++
+	}
+	s.window = s.window[i:]
+	if len(s.window) >= s.cfg.RateLimit {
+		s.stats.Rejected429++
+		return false
+	}
+	s.window = append(s.window, now)
+	s.stats.MaxRequestsInAnySecond = max(s.stats.MaxRequestsInAnySecond, len(s.window))
+	return true
+}
+
+// reuse serves POST /resources/api/reusableIdentity/reuse.
+func (s *Server) reuse(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	token := q.Get("shareToken")
+	level := q.Get("levelName")
+	if level == "" {
+		level = DefaultLevel
+	}
+	if token == "" {
+		writeError(w, http.StatusBadRequest, reuseRefusal(sumsub.CodeInvalidShareToken, "Share token is missing"))
+		return
+	}
+	if strings.HasPrefix(token, PrefixSlow) && !sleep(r.Context(), SlowDelay) {
+		return // the client gave up: nothing is imported
+	}
+	a, status, refusal := s.importToken(token, level)
+	if status != http.StatusOK {
+		writeError(w, status, refusal)
+		return
+	}
+	writeJSON(w, status, a)
+}
+
+// importToken decides the outcome of a reuse request: the applicant and 200,
+// or a status and Sumsub's refusal. It records imports; deciding and
+// recording under one lock makes single use hold against concurrent requests.
+func (s *Server) importToken(token, level string) (applicantBody, int, errorBody) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.imports[token] > 0:
+		s.stats.ReusedTokenAttempts++
+		return applicantBody{}, http.StatusBadRequest, reuseRefusal(sumsub.CodeInvalidShareToken, "Share token is invalid or has been used")
+	case strings.HasPrefix(token, PrefixInvalid):
+		return applicantBody{}, http.StatusBadRequest, reuseRefusal(sumsub.CodeInvalidShareToken, "Share token is invalid or has been used")
+	case strings.HasPrefix(token, PrefixExpired):
+		return applicantBody{}, http.StatusUnauthorized, errorBody{Description: s.expiredDescription()}
+	case !knownLevels[level] || strings.HasPrefix(token, PrefixLevel):
+		return applicantBody{}, http.StatusBadRequest, reuseRefusal(sumsub.CodeNonSuitableShareToken, "Not Reusable KYC for level: "+level)
+	}
+	if strings.HasPrefix(token, PrefixFlaky) {
+		s.attempts[token]++
+		if s.attempts[token] <= FlakyFailures {
+			return applicantBody{}, http.StatusServiceUnavailable, errorBody{Description: "Service temporarily unavailable"}
+		}
+	}
+
+	rev := review{ReviewStatus: "completed", ReviewResult: &reviewResult{ReviewAnswer: "GREEN"}}
+	switch {
+	case strings.HasPrefix(token, PrefixRed):
+		rev.ReviewResult = &reviewResult{ReviewAnswer: "RED", ReviewRejectType: "FINAL"}
+	case strings.HasPrefix(token, PrefixPending):
+		rev = review{ReviewStatus: "pending"}
+	}
+	a := applicantBody{
+		ID:             fmt.Sprintf("%08x%016x", rand.Uint32(), rand.Uint64()),
+		CreatedAt:      s.cfg.Now().UTC().Format(time.DateTime),
+		ClientID:       "kycbatch-sim",
+		ExternalUserID: "copy-" + uuid.NewString(),
+		Review:         rev,
+	}
+	s.imports[token]++
+	s.stats.SuccessfulImports++
+	s.applicants[a.ID] = statusBody{review: rev, LevelName: level}
+	return a, http.StatusOK, errorBody{}
+}
+
+// expiredDescription imitates Sumsub's answer to an expired token with a
+// made-up token: the simulator never echoes the real one.
+func (s *Server) expiredDescription() string {
+	now := s.cfg.Now().UTC()
+	return fmt.Sprintf("Token is invalid: Token _act-sbx-jwt-%016x is invalid now: created at %s with ttl 1200 but accessed at %s [source: null]",
+		rand.Uint64(), now.Add(-21*time.Minute).Format(time.RFC3339), now.Format(time.RFC3339))
+}
+
+// status serves GET /resources/applicants/{id}/status.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	st, ok := s.applicants[r.PathValue("id")]
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, errorBody{Description: "Applicant not found"})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// sleep waits d, or less when ctx ends first; it reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// errorBody is Sumsub's error body.
+type errorBody struct {
+	Code          int    `json:"code"`
+	ErrorCode     int    `json:"errorCode,omitempty"`
+	ErrorName     string `json:"errorName,omitempty"`
+	Description   string `json:"description"`
+	CorrelationID string `json:"correlationId"`
+}
+
+func reuseRefusal(code int, description string) errorBody {
+	return errorBody{ErrorCode: code, ErrorName: sumsub.ErrorName(code), Description: description}
+}
+
+// review is the review block of an applicant.
+type review struct {
+	ReviewStatus string        `json:"reviewStatus"`
+	ReviewResult *reviewResult `json:"reviewResult,omitempty"`
+}
+
+type reviewResult struct {
+	ReviewAnswer     string `json:"reviewAnswer"`
+	ReviewRejectType string `json:"reviewRejectType,omitempty"`
+}
+
+// applicantBody is the answer to a successful reuse.
+type applicantBody struct {
+	ID             string   `json:"id"`
+	CreatedAt      string   `json:"createdAt"`
+	ClientID       string   `json:"clientId"`
+	ExternalUserID string   `json:"externalUserId"`
+	Info           struct{} `json:"info"`
+	Review         review   `json:"review"`
+}
+
+// statusBody is the answer of the status endpoint.
+type statusBody struct {
+	review
+	LevelName string `json:"levelName"`
+}
+
+// writeError sends a Sumsub error body with the status as its code and a
+// fresh correlationId.
+func writeError(w http.ResponseWriter, status int, b errorBody) {
+	b.Code = status
+	b.CorrelationID = "req-" + uuid.NewString()
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.WriteHeader(status)
+	// Encoding this file's plain structs cannot fail; a write error means
+	// the client has gone, and there is no one left to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,148 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/kycbatch/kycbatch/internal/apitest"
+)
+
+// checkNoTokenLostOrDoubled checks, against what the simulator saw, that no
+// token was imported twice, that every succeeded record was imported once,
+// and that SUMSUB_OUTCOME_UNKNOWN marks exactly the records whose token an
+// earlier, unanswered attempt had really used.
+func checkNoTokenLostOrDoubled(t *testing.T, e *apitest.Env, batchID, prefix string) (unknown int) {
+	t.Helper()
+	for row, rec := range records(t, e, batchID) {
+		token := apitest.Token(prefix, row)
+		imports, seen := e.Sim.Imports(token), e.Sim.Seen(token)
+		switch {
+		case imports > 1:
+			t.Errorf("row %d: token imported %d times", row, imports)
+		case rec.Status == "pending":
+			t.Errorf("row %d: still pending", row)
+		case rec.Status == "succeeded" && imports != 1:
+			t.Errorf("row %d: succeeded, but the simulator imported its token %d times", row, imports)
+		case rec.ErrorCode == "SUMSUB_OUTCOME_UNKNOWN":
+			unknown++
+			if imports != 1 || seen < 2 {
+				t.Errorf("row %d: outcome unknown, but the simulator imported its token %d times in %d requests", row, imports, seen)
+			}
+		case rec.Status == "failed":
+			t.Errorf("row %d: failed with %s", row, rec.ErrorCode)
+		}
+	}
+	return unknown
+}
+
+// TestWorkerCrashMidBatch stops a worker without letting its tasks finish,
+// then starts another: the batch completes and nothing is imported twice.
+func TestWorkerCrashMidBatch(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{SumsubRate: 50, SimLatency: 150 * time.Millisecond})
+	crash := e.StartWorker(t, time.Millisecond)
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("crash", e.Entities(t, key, 150)))
+	time.Sleep(1500 * time.Millisecond)
+	crash()
+	e.StartWorker(t, 5*time.Second)
+	final := e.WaitBatch(t, key, batchID, 60*time.Second)
+	if final["status"] != "completed" {
+		t.Fatalf("batch %v", final)
+	}
+	unknown := checkNoTokenLostOrDoubled(t, e, batchID, "crash")
+	t.Logf("after the crash: %d records with an unknown outcome; simulator %+v", unknown, e.Sim.Stats())
+	checkCounters(t, e, batchID)
+}
+
+// TestRedisFlushedMidBatch loses every queued task; the reconciler finds the
+// work in PostgreSQL and finishes the batch.
+func TestRedisFlushedMidBatch(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{SumsubRate: 50, ReconcileInterval: time.Second})
+	e.StartWorker(t, 5*time.Second)
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("flush", e.Entities(t, key, 150)))
+	time.Sleep(time.Second)
+	if err := e.Redis.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.Logs.String())
+			for _, q := range []string{"sumsub", "batches", "maintenance"} {
+				qi, err := e.Inspector.GetQueueInfo(q)
+				t.Logf("%s: %+v %v", q, qi, err)
+			}
+		}
+	})
+	final := e.WaitBatch(t, key, batchID, 15*time.Second)
+	if final["status"] != "completed" {
+		t.Fatalf("batch %v", final)
+	}
+	checkNoTokenLostOrDoubled(t, e, batchID, "flush")
+	checkCounters(t, e, batchID)
+}
+
+// TestUploadWhileRedisLost: a batch stored while its task never reached
+// Redis is started by the reconciler.
+func TestBatchEnqueuedByReconciler(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{ReconcileInterval: time.Second})
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("late", e.Entities(t, key, 3)))
+	if err := e.Redis.FlushDB(context.Background()).Err(); err != nil { // the dispatch task is lost
+		t.Fatal(err)
+	}
+	e.StartWorker(t, 5*time.Second)
+	if final := e.WaitBatch(t, key, batchID, 20*time.Second); final["status"] != "completed" {
+		t.Fatalf("batch %v", final)
+	}
+}
+
+func TestCancelBatch(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{SumsubRate: 5})
+	e.StartWorker(t, 5*time.Second)
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("cancel", e.Entities(t, key, 40)))
+	time.Sleep(1200 * time.Millisecond)
+
+	r := e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
+	if r.Status != http.StatusOK || r.JSON(t)["status"] != "cancelled" {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	// Records already sent finish; nothing else reaches Sumsub.
+	time.Sleep(2 * time.Second)
+	seen := e.Sim.Stats().Requests
+	time.Sleep(time.Second)
+	if after := e.Sim.Stats().Requests; after != seen {
+		t.Errorf("Sumsub got %d requests after the cancelled batch settled", after-seen)
+	}
+	var cancelled, done, pending int
+	for _, rec := range records(t, e, batchID) {
+		switch rec.Status {
+		case "cancelled":
+			cancelled++
+		case "pending":
+			pending++
+		default:
+			done++
+		}
+	}
+	if cancelled == 0 || done == 0 || pending != 0 {
+		t.Errorf("%d cancelled, %d done, %d pending; want some cancelled, some done, none pending", cancelled, done, pending)
+	}
+	checkCounters(t, e, batchID)
+
+	again := e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
+	if again.Status != http.StatusOK {
+		t.Errorf("cancelling twice: %d %s", again.Status, again.Body)
+	}
+	other, _ := e.Business(t)
+	if r := e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", other, nil); r.Status != http.StatusNotFound {
+		t.Errorf("another business cancels: %d %s", r.Status, r.Body)
+	}
+}
