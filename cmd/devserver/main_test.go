@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -32,6 +33,8 @@ func startDevServer(t *testing.T, env map[string]string) (apiURL, key, dataDir s
 		"DATABASE_URL": dbtest.MissingURL(t),
 		"REDIS_URL":    redistest.URL(t),
 		"DATA_DIR":     dataDir,
+		// Ports of their own: make run may be serving the defaults.
+		"SUMSUB_SIM_ADDR": "127.0.0.1:0",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -100,8 +103,35 @@ func TestDevServerServesTheWalkthrough(t *testing.T) {
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("X-Provider", "sumsub")
 	req.Header.Set("Idempotency-Key", "walkthrough-1")
-	if code := status(t, req); code != http.StatusCreated {
-		t.Fatalf("upload: %d", code)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ BatchID string }
+	json.NewDecoder(res.Body).Decode(&created)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d", res.StatusCode)
+	}
+	// The in-process worker imports it from the in-process simulator.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ = http.NewRequest(http.MethodGet, apiURL+"/entity/kyc/import/batch/"+created.BatchID, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var batch struct{ Status string }
+		json.NewDecoder(res.Body).Decode(&batch)
+		res.Body.Close()
+		if batch.Status == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch is %q after 20 s, want completed", batch.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// The raw file landed in the embedded S3, on disk under DATA_DIR.
 	matches, _ := filepath.Glob(filepath.Join(dataDir, "s3", "buckets", "kycbatch", "uploads", "*", "*.csv"))
@@ -138,7 +168,7 @@ func TestDevServerExplainsUnreachableServices(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			vars := map[string]string{
-				"HTTP_ADDR": "127.0.0.1:0", "DEV_S3_ADDR": "127.0.0.1:0", "DATA_DIR": t.TempDir(),
+				"HTTP_ADDR": "127.0.0.1:0", "DEV_S3_ADDR": "127.0.0.1:0", "SUMSUB_SIM_ADDR": "127.0.0.1:0", "DATA_DIR": t.TempDir(),
 				"DATABASE_URL": dbtest.URL(t), "REDIS_URL": redistest.URL(t),
 				tt.variable: tt.value,
 			}
