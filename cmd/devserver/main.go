@@ -141,7 +141,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	g.Go(func() error {
 		return app.Serve(gctx, &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}, simln, 5*time.Second, logger)
 	})
-	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config})
+	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config, Files: a.Files})
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})

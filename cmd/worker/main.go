@@ -40,7 +40,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer a.Close()
-	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg})
+	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg, Files: a.Files})
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func New(tb testing.TB, opts Options) *Env {
 		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg,
 	}
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Pool: pool, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit,
+		Logger: e.Logger(), Pool: pool, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
 	})
 	srv := httptest.NewServer(handler)
 	tb.Cleanup(srv.Close)
@@ -125,7 +125,7 @@ func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
 	rdb := redis.NewClient(e.Redis.Options())
 	cfg := e.Config
 	cfg.ShutdownTimeout = shutdown
-	w, err := worker.New(worker.Deps{Logger: e.Logger(), Pool: e.Pool, Redis: rdb, Config: cfg})
+	w, err := worker.New(worker.Deps{Logger: e.Logger(), Pool: e.Pool, Redis: rdb, Config: cfg, Files: e.Files})
 	if err != nil {
 		tb.Fatal(err)
 	}

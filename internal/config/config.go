@@ -41,6 +41,8 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler re-enqueues what Redis
 	// lost (RECONCILE_INTERVAL).
 	ReconcileInterval time.Duration
+	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
+	ReportLinkTTL time.Duration
 	// ShutdownTimeout is how long a stopping process lets running work finish (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 }
@@ -80,6 +82,7 @@ var Defaults = map[string]string{
 	"WORKER_CONCURRENCY":  "20",
 	"RECONCILE_INTERVAL":  "30s",
 	"SHUTDOWN_TIMEOUT":    "30s",
+	"REPORT_LINK_TTL":     "10m",
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a
@@ -156,6 +159,9 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Sumsub.Timeout = duration("SUMSUB_TIMEOUT")
 	c.ReconcileInterval = duration("RECONCILE_INTERVAL")
 	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
+	if c.ReportLinkTTL = duration("REPORT_LINK_TTL"); c.ReportLinkTTL > 7*24*time.Hour {
+		bad("REPORT_LINK_TTL", "S3 presigned links last at most 7 days, got %s", c.ReportLinkTTL)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -192,5 +198,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
 		slog.Duration("reconcile_interval", c.ReconcileInterval),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("report_link_ttl", c.ReportLinkTTL),
 	)
 }

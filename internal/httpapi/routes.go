@@ -8,6 +8,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/entity"
 	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/reports"
 )
 
 // addRoutes maps every path of the API to its handler.
@@ -15,6 +16,7 @@ func addRoutes(e *echo.Echo, d Deps) {
 	keys := auth.NewStore(d.Pool)
 	entities := entity.NewHandler(entity.NewStore(d.Pool))
 	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger, d.SumsubRate)
+	usage := reports.NewHandler(reports.NewStore(d.Pool), d.Files, d.Queue, d.ReportLinkTTL, d.Logger)
 
 	// Liveness: the process serves HTTP.
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -34,4 +36,8 @@ func addRoutes(e *echo.Echo, d Deps) {
 	api.GET("/entity/kyc/import/batch/:batchId/records", batches.Records)
 	// Stop a batch: records not yet sent to Sumsub are cancelled.
 	api.POST("/entity/kyc/import/batch/:batchId/cancel", batches.Cancel)
+	// Start building a usage report of a batch.
+	api.POST("/api/v1/stamper-v2/bulk-usage-report/initiate", usage.Initiate)
+	// Read a report's state, stats and, once built, a fresh download link.
+	api.GET("/api/v1/stamper-v2/bulk-usage-report/download", usage.Download)
 }

@@ -13,17 +13,20 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
 // Deps are what the server needs; the dev server and cmd/api fill them alike.
 type Deps struct {
 	Logger *slog.Logger
 	Pool   *pgxpool.Pool
-	Files  ingest.FileStore
+	Files  *storage.Store
 	Queue  ingest.Enqueuer
 	// SumsubRate is the Sumsub rate limit (requests per second), which paces
 	// batches: the status endpoint estimates completion from it.
 	SumsubRate int
+	// ReportLinkTTL is how long a report's download link works.
+	ReportLinkTTL time.Duration
 }
 
 // NewServer returns the HTTP handler of the whole API.

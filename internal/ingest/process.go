@@ -16,6 +16,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
 
 // Importer imports an applicant from a share token; *sumsub.Client is one.
@@ -28,12 +29,6 @@ type Importer interface {
 // shared by every worker process.
 type Limiter interface {
 	Wait(ctx context.Context, maxWait time.Duration) error
-}
-
-// TaskInspector tells whether Redis still knows a task; *asynq.Inspector is one.
-type TaskInspector interface {
-	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
-	DeleteTask(queue, id string) error
 }
 
 // ProcessorConfig tunes the pipeline.
@@ -49,13 +44,13 @@ type Processor struct {
 	sumsub    Importer
 	limiter   Limiter
 	queue     Enqueuer
-	inspector TaskInspector
+	inspector taskqueue.Inspector
 	cfg       ProcessorConfig
 	logger    *slog.Logger
 }
 
 // NewProcessor returns a Processor.
-func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector TaskInspector, cfg ProcessorConfig, logger *slog.Logger) *Processor {
+func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector taskqueue.Inspector, cfg ProcessorConfig, logger *slog.Logger) *Processor {
 	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger}
 }
 
@@ -200,44 +195,19 @@ func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o ou
 // whatever Redis does not have.
 func (p *Processor) enqueueRecords(ctx context.Context, batchID uuid.UUID, rows []int) {
 	for _, row := range rows {
-		if err := p.enqueueOnce(ctx, NewImportRecordTask(batchID, row), QueueSumsub, recordTaskID(batchID, row)); err != nil {
+		if err := taskqueue.EnqueueOnce(ctx, p.queue, p.inspector, NewImportRecordTask(batchID, row), QueueSumsub, recordTaskID(batchID, row)); err != nil {
 			p.logger.WarnContext(ctx, "enqueue record; the reconciler will retry", "row", row, "error", err)
 		}
 	}
 }
 
-// enqueueOnce enqueues a task unless Redis already holds it waiting or
-// running. A finished copy kept for the dashboard (retention) does not count:
-// it is deleted and the task enqueued again.
-func (p *Processor) enqueueOnce(ctx context.Context, task *asynq.Task, queue, id string) error {
-	_, err := p.queue.EnqueueContext(ctx, task)
-	if !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return err
-	}
-	info, err := p.inspector.GetTaskInfo(queue, id)
-	if err != nil {
-		return fmt.Errorf("inspect task %s: %w", id, err)
-	}
-	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
-		return nil
-	}
-	if err := p.inspector.DeleteTask(queue, id); err != nil {
-		return fmt.Errorf("delete finished task %s: %w", id, err)
-	}
-	_, err = p.queue.EnqueueContext(ctx, task)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // another process enqueued it meanwhile
-	}
-	return err
-}
-
 // reconcileBatchLimit bounds the batches one reconciler run looks at.
 const reconcileBatchLimit = 1000
 
-// HandleReconcile makes Redis hold a task for every piece of unfinished work
+// Reconcile makes Redis hold a task for every piece of unfinished batch work
 // in PostgreSQL: each active batch is started (idempotent: it fills its
 // window), and every record of a window gets its task back if Redis lost it.
-func (p *Processor) HandleReconcile(ctx context.Context, _ *asynq.Task) error {
+func (p *Processor) Reconcile(ctx context.Context) error {
 	batches, err := p.store.activeBatches(ctx, reconcileBatchLimit)
 	if err != nil {
 		return err
@@ -252,7 +222,7 @@ func (p *Processor) HandleReconcile(ctx context.Context, _ *asynq.Task) error {
 			return err
 		}
 		for _, row := range rows {
-			if err := p.enqueueOnce(ctx, NewImportRecordTask(id, row), QueueSumsub, recordTaskID(id, row)); err != nil {
+			if err := taskqueue.EnqueueOnce(ctx, p.queue, p.inspector, NewImportRecordTask(id, row), QueueSumsub, recordTaskID(id, row)); err != nil {
 				return fmt.Errorf("re-enqueue %s: %w", recordTaskID(id, row), err)
 			}
 			requeued++

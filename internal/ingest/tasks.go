@@ -1,13 +1,14 @@
 package ingest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
 
 // Task types, as the Asynq dashboard shows them.
@@ -95,6 +96,4 @@ func mustJSON(v any) []byte {
 }
 
 // Enqueuer puts tasks on Asynq; *asynq.Client is one.
-type Enqueuer interface {
-	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
-}
+type Enqueuer = taskqueue.Enqueuer

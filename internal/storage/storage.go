@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
@@ -26,8 +29,10 @@ type Config struct {
 
 // Store puts and deletes objects in one bucket.
 type Store struct {
-	client *s3.Client
-	bucket string
+	client    *s3.Client
+	uploader  *transfermanager.Client
+	presigner *s3.PresignClient
+	bucket    string
 }
 
 // New returns a Store for cfg. It does not contact the server.
@@ -46,7 +51,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		o.UsePathStyle = cfg.ForcePathStyle
 	})
-	return &Store{client: client, bucket: cfg.Bucket}, nil
+	uploader := transfermanager.New(client, func(o *transfermanager.Options) {
+		o.PartSizeBytes = 5 << 20
+		o.Concurrency = 1
+	})
+	return &Store{client: client, uploader: uploader, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket}, nil
 }
 
 // Put stores body under key with server-side encryption requested. body is
@@ -64,6 +73,33 @@ func (s *Store) Put(ctx context.Context, key string, body io.ReadSeeker, content
 		return fmt.Errorf("put s3://%s/%s: %w", s.bucket, key, err)
 	}
 	return nil
+}
+
+// Upload streams body to key as a multipart upload, with server-side
+// encryption requested, holding one part (5 MiB, S3's smallest) in memory at
+// a time whatever the object's size.
+func (s *Store) Upload(ctx context.Context, key string, body io.Reader, contentType string) error {
+	_, err := s.uploader.UploadObject(ctx, &transfermanager.UploadObjectInput{
+		Bucket:               aws.String(s.bucket),
+		Key:                  aws.String(key),
+		Body:                 body,
+		ContentType:          aws.String(contentType),
+		ServerSideEncryption: tmtypes.ServerSideEncryptionAes256,
+	})
+	if err != nil {
+		return fmt.Errorf("upload s3://%s/%s: %w", s.bucket, key, err)
+	}
+	return nil
+}
+
+// PresignGet returns a link that downloads key without credentials until ttl has passed.
+func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	req, err := s.presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)},
+		s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", fmt.Errorf("presign s3://%s/%s: %w", s.bucket, key, err)
+	}
+	return req.URL, nil
 }
 
 // Delete removes key; removing a missing key is not an error.

@@ -19,6 +19,8 @@ import (
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
+	"github.com/kycbatch/kycbatch/internal/reports"
+	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 )
 
@@ -27,7 +29,7 @@ import (
 var queues = map[string]int{
 	ingest.QueueSumsub:      6,
 	ingest.QueueBatches:     3,
-	"reports":               2,
+	reports.QueueReports:    2,
 	ingest.QueueMaintenance: 1,
 }
 
@@ -43,6 +45,8 @@ type Deps struct {
 	Config config.Config
 	// Sumsub imports applicants; nil: a client built from Config.Sumsub.
 	Sumsub ingest.Importer
+	// Files is where reports are written.
+	Files *storage.Store
 }
 
 // Worker is an Asynq server with the scheduler of the periodic tasks.
@@ -64,12 +68,14 @@ func New(d Deps) (*Worker, error) {
 		})
 	}
 	queue := asynq.NewClientFromRedisClient(d.Redis)
+	inspector := asynq.NewInspectorFromRedisClient(d.Redis)
+	builder := reports.NewBuilder(reports.NewStore(d.Pool), d.Files, queue, inspector, d.Logger)
 	processor := ingest.NewProcessor(
 		ingest.NewStore(d.Pool),
 		importer,
 		ratelimit.New(d.Redis, "sumsub", cfg.Sumsub.RateLimit),
 		queue,
-		asynq.NewInspectorFromRedisClient(d.Redis),
+		inspector,
 		ingest.ProcessorConfig{Window: cfg.BatchWindow, DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait},
 		d.Logger,
 	)
@@ -78,7 +84,11 @@ func New(d Deps) (*Worker, error) {
 	mux.Use(taskContext)
 	mux.HandleFunc(ingest.TypeDispatchBatch, processor.HandleDispatch)
 	mux.HandleFunc(ingest.TypeImportRecord, processor.HandleImportRecord)
-	mux.HandleFunc(ingest.TypeReconcile, processor.HandleReconcile)
+	mux.HandleFunc(reports.TypeBuildReport, builder.HandleBuild)
+	// One reconciler for all the work PostgreSQL knows and Redis may have lost.
+	mux.HandleFunc(ingest.TypeReconcile, func(ctx context.Context, _ *asynq.Task) error {
+		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx))
+	})
 
 	asynqLogger := logger{d.Logger.With("component", "asynq")}
 	server := asynq.NewServerFromRedisClient(d.Redis, asynq.Config{

@@ -1,0 +1,48 @@
+// Package taskqueue enqueues Asynq tasks that must exist exactly once while
+// their work is unfinished: the pipeline's records and the reports, which the
+// reconciler re-enqueues from PostgreSQL when Redis lost them.
+package taskqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+)
+
+// Enqueuer puts tasks on Asynq; *asynq.Client is one.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Inspector tells whether Redis still knows a task; *asynq.Inspector is one.
+type Inspector interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
+}
+
+// EnqueueOnce enqueues task (which carries its task ID) unless Redis already
+// holds it waiting or running. A finished copy kept for the dashboard
+// (retention) does not count: it is deleted and the task enqueued again.
+func EnqueueOnce(ctx context.Context, q Enqueuer, in Inspector, task *asynq.Task, queue, id string) error {
+	_, err := q.EnqueueContext(ctx, task)
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	info, err := in.GetTaskInfo(queue, id)
+	if err != nil {
+		return fmt.Errorf("inspect task %s: %w", id, err)
+	}
+	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
+		return nil
+	}
+	if err := in.DeleteTask(queue, id); err != nil {
+		return fmt.Errorf("delete finished task %s: %w", id, err)
+	}
+	_, err = q.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // another process enqueued it meanwhile
+	}
+	return err
+}
