@@ -3,6 +3,10 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# versitygw: an S3 server that checks signatures and link expiry, for the storage tests.
+VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 2m
 
 .DEFAULT_GOAL := help
@@ -12,15 +16,19 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Start the whole service locally (API, embedded S3) on its defaults
+run: ## Start the whole service locally (API, worker, embedded S3, Sumsub simulator) on its defaults
 	$(GO) run ./cmd/devserver
 
+.PHONY: tools
+tools: ## Install the pinned tools the tests use (versitygw)
+	@command -v versitygw >/dev/null || { echo "installing $(VERSITYGW)"; $(GO) install $(VERSITYGW); }
+
 .PHONY: test
-test: ## Run every test against the local PostgreSQL, Redis and S3 servers (race detector on)
+test: tools ## Run every test against the local PostgreSQL, Redis and S3 servers (race detector on)
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 
 .PHONY: test/short
-test/short: ## Run the tests without the race detector
+test/short: tools ## Run the tests without the race detector
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 .PHONY: bench
