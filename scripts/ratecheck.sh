@@ -8,13 +8,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=${1:-1} seconds=${2:-60} rate=10
 data=$(mktemp -d) pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+# A database, a Redis database and ports of its own: make run is left alone.
+db=kycbatch_ratecheck
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db?sslmode=disable REDIS_URL=redis://127.0.0.1:6379/14
+export HTTP_ADDR=127.0.0.1:18080 DEV_S3_ADDR=127.0.0.1:18070 SUMSUB_SIM_ADDR=127.0.0.1:18090
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$data"
+  redis-cli -n 14 flushdb >/dev/null
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+}
+trap cleanup EXIT
 go build -o "$data/devserver" ./cmd/devserver
 go build -o "$data/worker" ./cmd/worker
 export DATA_DIR=$data SUMSUB_RATE_LIMIT=$rate
 "$data/devserver" >"$data/dev.out" 2>"$data/dev.log" & pids+=($!)
 for _ in $(seq 50); do grep -q 'API key' "$data/dev.out" 2>/dev/null && break; sleep 0.2; done
-key=$(cat "$data/dev-api-key") url=http://127.0.0.1:8080 sim=http://127.0.0.1:8090
+key=$(cat "$data/dev-api-key") url=http://$HTTP_ADDR sim=http://$SUMSUB_SIM_ADDR
 for _ in $(seq 2 "$workers"); do
   SUMSUB_BASE_URL=$sim SUMSUB_APP_TOKEN=sbx:kycbatch-dev SUMSUB_SECRET_KEY=kycbatch-dev-secret \
     "$data/worker" 2>>"$data/workers.log" & pids+=($!)
