@@ -6,14 +6,11 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"runtime"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/heaptest"
 
 	"github.com/google/uuid"
 )
@@ -53,29 +50,9 @@ func TestRefused50MBUploadMemory(t *testing.T) {
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 
 	defer debug.SetGCPercent(debug.SetGCPercent(10)) // keep garbage from hiding or faking growth
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		var m runtime.MemStats
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
-			}
-		}
-	})
-	res, err := http.DefaultClient.Do(req)
-	close(done)
-	wg.Wait()
+	var res *http.Response
+	var err error
+	growth := heaptest.PeakGrowth(func() { res, err = http.DefaultClient.Do(req) })
 	if err != nil {
 		t.Fatalf("upload: %v", err)
 	}
@@ -87,7 +64,6 @@ func TestRefused50MBUploadMemory(t *testing.T) {
 	if res.StatusCode != http.StatusBadRequest || string(body) != want {
 		t.Errorf("got %d %s, want 400 %s", res.StatusCode, body, want)
 	}
-	growth := int64(peak.Load()) - int64(base.HeapInuse)
 	t.Logf("heap in use grew by %.1f MB at peak during a refused 50 MB upload", float64(growth)/(1<<20))
 	if growth > 8<<20 {
 		t.Errorf("heap grew by %d bytes, want at most 8 MB", growth)

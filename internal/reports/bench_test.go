@@ -6,14 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/kycbatch/kycbatch/internal/database/dbtest"
+	"github.com/kycbatch/kycbatch/internal/heaptest"
 	"github.com/kycbatch/kycbatch/internal/storage/s3test"
 )
 
@@ -58,44 +56,26 @@ func benchmarkBuildReport(b *testing.B, n int) {
 	// versitygw runs in its own process: the heap measured is the builder's alone.
 	builder := NewBuilder(store, s3test.Versitygw(b), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
-	var peak atomic.Uint64
 	var before, after runtime.MemStats
-	runtime.GC()
 	runtime.ReadMemStats(&before)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		var m runtime.MemStats
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(5 * time.Millisecond):
+	b.ResetTimer()
+	growth := heaptest.PeakGrowth(func() {
+		for b.Loop() {
+			r, err := store.create(ctx, business, batch)
+			if err != nil {
+				b.Fatal(err)
 			}
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
+			stats, err := builder.build(ctx, r, "reports/bench/"+r.ID+".csv")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if stats.Available+stats.Failed != n {
+				b.Fatalf("stats %+v", stats)
 			}
 		}
 	})
-	b.ResetTimer()
-	for b.Loop() {
-		r, err := store.create(ctx, business, batch)
-		if err != nil {
-			b.Fatal(err)
-		}
-		stats, err := builder.build(ctx, r, "reports/bench/"+r.ID+".csv")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if stats.Available+stats.Failed != n {
-			b.Fatalf("stats %+v", stats)
-		}
-	}
 	b.StopTimer()
-	close(done)
-	wg.Wait()
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N*n), "B/record")
-	b.ReportMetric(float64(int64(peak.Load())-int64(before.HeapInuse))/(1<<20), "MB-peak-heap-growth")
+	b.ReportMetric(float64(growth)/(1<<20), "MB-peak-heap-growth")
 }
