@@ -162,3 +162,25 @@ func TestReportErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcilerRedrivesLostReport: a report whose task Redis lost is built
+// once the reconciler finds it unfinished.
+func TestReconcilerRedrivesLostReport(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{ReconcileInterval: time.Second})
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("", e.Entities(t, key, 2)))
+	id := e.Call(t, http.MethodPost, reportPath+"initiate", key, map[string]string{"client_id": batchID}).JSON(t)["data"].(map[string]any)["client_id"].(string)
+	ctx := t.Context()
+	if err := e.Redis.FlushDB(ctx).Err(); err != nil { // the build task is lost
+		t.Fatal(err)
+	}
+	// The report has waited longer than the reconciler lets one wait.
+	if _, err := e.Pool.Exec(ctx, `UPDATE reports SET updated_at = now() - interval '5 minutes' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	e.StartWorker(t, 5*time.Second)
+	if data := waitReport(t, e, key, id); data["status"] != "success" {
+		t.Errorf("report %v", data)
+	}
+}
