@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
 	}
 	logger.Info("api listening", "addr", ln.Addr().String(), "config", cfg)
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
 	return app.Serve(ctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 30*time.Second, logger)
 }
 

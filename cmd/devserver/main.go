@@ -149,7 +149,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})

@@ -19,11 +19,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kycbatch/kycbatch/api"
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/config"
@@ -103,7 +108,7 @@ func New(tb testing.TB, opts Options) *Env {
 		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg,
 	}
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Pool: pool, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+		Logger: e.Logger(), Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
 	})
 	srv := httptest.NewServer(handler)
 	tb.Cleanup(srv.Close)
@@ -190,7 +195,47 @@ func (e *Env) Do(tb testing.TB, req *http.Request) Response {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	checkContract(tb, req, res, body)
 	return Response{Status: res.StatusCode, Header: res.Header, Body: body}
+}
+
+var (
+	contractOnce   sync.Once
+	contractRouter routers.Router
+	contractErr    error
+)
+
+// checkContract holds every response of a documented route to
+// api/openapi.yaml (status, headers, body), so the spec cannot drift from
+// what the service answers.
+func checkContract(tb testing.TB, req *http.Request, res *http.Response, body []byte) {
+	tb.Helper()
+	contractOnce.Do(func() {
+		doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
+		if err != nil {
+			contractErr = err
+			return
+		}
+		doc.Servers = nil // match the test server's address
+		contractRouter, contractErr = gorillamux.NewRouter(doc)
+	})
+	if contractErr != nil {
+		tb.Fatalf("api/openapi.yaml: %v", contractErr)
+	}
+	route, params, err := contractRouter.FindRoute(req)
+	if err != nil {
+		return // not a documented route: nothing to hold it to
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 res.StatusCode,
+		Header:                 res.Header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
+		tb.Errorf("%s %s answered %d, which api/openapi.yaml does not describe: %v\n%s", req.Method, req.URL.Path, res.StatusCode, err, body)
+	}
 }
 
 // Call sends a JSON request (body may be nil) with the key as a Bearer token.

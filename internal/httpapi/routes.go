@@ -20,6 +20,10 @@ func addRoutes(e *echo.Echo, d Deps) {
 
 	// Liveness: the process serves HTTP.
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	// Readiness: PostgreSQL, Redis and S3 answer.
+	e.GET("/readyz", readyz(d))
+	// The HTTP contract, as OpenAPI.
+	e.GET("/openapi.yaml", openAPI)
 
 	api := e.Group("", keys.Middleware())
 	// Create an entity of the calling business.

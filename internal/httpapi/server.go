@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
@@ -20,6 +21,7 @@ import (
 type Deps struct {
 	Logger *slog.Logger
 	Pool   *pgxpool.Pool
+	Redis  redis.UniversalClient
 	Files  *storage.Store
 	Queue  ingest.Enqueuer
 	// SumsubRate is the Sumsub rate limit (requests per second), which paces

@@ -149,3 +149,11 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ping checks that the bucket answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}); err != nil {
+		return fmt.Errorf("head bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}

@@ -113,9 +113,9 @@ func New(d Deps) (*Worker, error) {
 	})
 	scheduler := asynq.NewSchedulerFromRedisClient(d.Redis, &asynq.SchedulerOpts{
 		Logger: asynqLogger, LogLevel: asynq.WarnLevel,
-		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
-			if !errors.Is(err, asynq.ErrDuplicateTask) {
-				d.Logger.Warn("schedule periodic task", "type", t.Type(), "error", err)
+		PostEnqueueFunc: func(_ *asynq.TaskInfo, err error) {
+			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+				d.Logger.Warn("schedule the reconciler", "error", err)
 			}
 		},
 	})
