@@ -145,7 +145,10 @@ func TestWaitKeepsLimitAcrossProcesses(t *testing.T) {
 			t.Logf("%d permits in %s: %.2f/s (%.1f%% of %d/s); %d consecutive permits span at least %s",
 				len(grants), span.Round(time.Millisecond), achieved,
 				100*achieved/float64(tt.perSecond), tt.perSecond, tt.perSecond+1, tightest.Round(10*time.Microsecond))
-			if tightest <= time.Second {
+			// Grants are timestamped when Wait returns, after a scheduling delay
+			// that on a loaded 2-core machine reaches the limiter's own margin;
+			// the check allows the timestamps that much jitter.
+			if tightest <= time.Second-margin/2 {
 				t.Errorf("%d permits within %s, want at most %d in any 1-second window", tt.perSecond+1, tightest, tt.perSecond)
 			}
 			if want := 0.98 * float64(tt.perSecond); achieved < want {
