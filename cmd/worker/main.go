@@ -7,12 +7,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/config"
+	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/worker"
 )
@@ -44,6 +49,16 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger.Info("worker starting", "config", cfg)
-	return w.Run(ctx)
+	ln, err := net.Listen("tcp", cfg.WorkerOpsAddr)
+	if err != nil {
+		return fmt.Errorf("listen on WORKER_METRICS_ADDR: %w", err)
+	}
+	ops := httpapi.NewOpsServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files})
+	logger.Info("worker starting", "config", cfg, "ops_addr", ln.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error {
+		return app.Serve(gctx, httpapi.HTTPServer(cfg.WorkerOpsAddr, ops, logger), ln, 5*time.Second, logger)
+	})
+	return g.Wait()
 }

@@ -21,6 +21,8 @@ import (
 type Config struct {
 	// HTTPAddr is where the API listens (HTTP_ADDR).
 	HTTPAddr string
+	// WorkerOpsAddr is where a worker serves /healthz and /readyz (WORKER_METRICS_ADDR).
+	WorkerOpsAddr string
 	// DatabaseURL is the PostgreSQL connection URL (DATABASE_URL).
 	DatabaseURL string
 	// RedisURL is the Redis URL of the Asynq queues (REDIS_URL).
@@ -68,6 +70,7 @@ type Sumsub struct {
 // Defaults serve local development.
 var Defaults = map[string]string{
 	"HTTP_ADDR":           "127.0.0.1:8080",
+	"WORKER_METRICS_ADDR": "127.0.0.1:9091",
 	"DATABASE_URL":        "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
 	"REDIS_URL":           "redis://127.0.0.1:6379/0",
 	"S3_ENDPOINT":         "",
@@ -100,17 +103,20 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 
 	c := Config{
-		HTTPAddr:    get("HTTP_ADDR"),
-		DatabaseURL: get("DATABASE_URL"),
-		RedisURL:    get("REDIS_URL"),
+		HTTPAddr:      get("HTTP_ADDR"),
+		WorkerOpsAddr: get("WORKER_METRICS_ADDR"),
+		DatabaseURL:   get("DATABASE_URL"),
+		RedisURL:      get("REDIS_URL"),
 		S3: storage.Config{
 			Endpoint: get("S3_ENDPOINT"),
 			Region:   get("S3_REGION"),
 			Bucket:   get("S3_BUCKET"),
 		},
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		bad("HTTP_ADDR", "want host:port, got %q", c.HTTPAddr)
+	for name, addr := range map[string]string{"HTTP_ADDR": c.HTTPAddr, "WORKER_METRICS_ADDR": c.WorkerOpsAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(name, "want host:port, got %q", addr)
+		}
 	}
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		bad("DATABASE_URL", "want postgres://user@host:port/database")
@@ -181,6 +187,7 @@ func (c Config) CheckWorker() error {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("worker_metrics_addr", c.WorkerOpsAddr),
 		slog.String("database_url", database.Redact(c.DatabaseURL)),
 		slog.String("redis_url", database.Redact(c.RedisURL)),
 		slog.String("s3_endpoint", c.S3.Endpoint),

@@ -18,10 +18,7 @@ func addRoutes(e *echo.Echo, d Deps) {
 	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger, d.SumsubRate)
 	usage := reports.NewHandler(reports.NewStore(d.Pool), d.Files, d.Queue, d.ReportLinkTTL, d.Logger)
 
-	// Liveness: the process serves HTTP.
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	// Readiness: PostgreSQL, Redis and S3 answer.
-	e.GET("/readyz", readyz(d))
+	addHealthRoutes(e, d)
 	// The HTTP contract, as OpenAPI.
 	e.GET("/openapi.yaml", openAPI)
 
@@ -44,4 +41,12 @@ func addRoutes(e *echo.Echo, d Deps) {
 	api.POST("/api/v1/stamper-v2/bulk-usage-report/initiate", usage.Initiate)
 	// Read a report's state, stats and, once built, a fresh download link.
 	api.GET("/api/v1/stamper-v2/bulk-usage-report/download", usage.Download)
+}
+
+// addHealthRoutes maps the probes every process serves.
+func addHealthRoutes(e *echo.Echo, d Deps) {
+	// Liveness: the process serves HTTP.
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	// Readiness: PostgreSQL, Redis and S3 answer.
+	e.GET("/readyz", readyz(d))
 }

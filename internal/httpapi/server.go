@@ -63,6 +63,16 @@ func NewServer(d Deps) http.Handler {
 	return e
 }
 
+// NewOpsServer returns the handler of a worker's operations listener:
+// liveness and readiness, as the API answers them.
+func NewOpsServer(d Deps) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(d.Logger)
+	addHealthRoutes(e, d)
+	return e
+}
+
 // HTTPServer wraps handler with the timeouts and limits every listener of the API uses.
 func HTTPServer(addr string, handler http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
