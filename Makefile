@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
+# Packages whose tests measure rates and latencies: they run after the
+# others, one package at a time, so that no other test competes for the CPU.
+TIMED_PKGS := ./internal/ratelimit ./internal/worker
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # versitygw: an S3 server that checks signatures and link expiry, for the storage tests.
 VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
@@ -25,7 +28,8 @@ tools: ## Install the pinned tools the tests use (versitygw)
 
 .PHONY: test
 test: tools ## Run every test against the local PostgreSQL, Redis and S3 servers (race detector on)
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -race -count=1 -timeout 12m $$($(GO) list $(PKGS) | grep -v $(TIMED_PKGS:./%=-e /%$$))
+	$(GO) test -race -count=1 -timeout 12m -p 1 $(TIMED_PKGS)
 
 .PHONY: test/short
 test/short: tools ## Run the tests without the race detector

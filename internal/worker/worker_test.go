@@ -153,7 +153,7 @@ func TestEveryTestModeToken(t *testing.T) {
 // TestTwoWorkersShareTheLimit runs two worker processes on one batch: together
 // they use the whole rate limit and never exceed it.
 func TestTwoWorkersShareTheLimit(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it measures rates and latencies, so it runs alone.
 	const rate, n = 50, 300
 	e := apitest.New(t, apitest.Options{SumsubRate: rate})
 	e.StartWorker(t, 5*time.Second)
@@ -182,7 +182,7 @@ func TestTwoWorkersShareTheLimit(t *testing.T) {
 // TestSmallBatchIsNotStuckBehindALargeOne: the fairness window lets a 10-row
 // batch through while a 1,000-row batch runs.
 func TestSmallBatchIsNotStuckBehindALargeOne(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it measures rates and latencies, so it runs alone.
 	e := apitest.New(t, apitest.Options{SumsubRate: 50})
 	e.StartWorker(t, time.Second)
 	key, _ := e.Business(t)
