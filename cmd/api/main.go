@@ -21,12 +21,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 )
 
 func main() {
@@ -72,7 +75,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
 	}
 	logger.Info("api listening", "addr", ln.Addr().String(), "config", cfg)
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
+	m := metrics.New()
+	m.WatchQueues(asynq.NewInspectorFromRedisClient(a.Redis))
+	m.WatchBatches(a.Pool, logger)
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
 	return app.Serve(ctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 30*time.Second, logger)
 }
 

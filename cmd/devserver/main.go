@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kycbatch/kycbatch/internal/app"
@@ -27,6 +28,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
@@ -141,7 +143,11 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	g.Go(func() error {
 		return app.Serve(gctx, &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}, simln, 5*time.Second, logger)
 	})
-	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config, Files: a.Files})
+	// One process: the API and the worker share one set of metrics.
+	m := metrics.New()
+	m.WatchQueues(asynq.NewInspectorFromRedisClient(a.Redis))
+	m.WatchBatches(a.Pool, logger)
+	w, err := worker.New(worker.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config, Files: a.Files})
 	if err != nil {
 		return err
 	}
@@ -149,7 +155,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
@@ -45,7 +46,8 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer a.Close()
-	w, err := worker.New(worker.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Config: cfg, Files: a.Files})
+	m := metrics.New()
+	w, err := worker.New(worker.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Config: cfg, Files: a.Files})
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on WORKER_METRICS_ADDR: %w", err)
 	}
-	ops := httpapi.NewOpsServer(httpapi.Deps{Logger: logger, Pool: a.Pool, Redis: a.Redis, Files: a.Files})
+	ops := httpapi.NewOpsServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files})
 	logger.Info("worker starting", "config", cfg, "ops_addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +69,18 @@ func TestWorkerProcessProbesAndSIGTERM(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz without a bucket: %d, want 503", res.StatusCode)
+	}
+
+	res, err = http.Get("http://" + opsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"kycbatch_rate_limiter_wait_seconds_count 0", "go_goroutines "} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("worker /metrics lacks %q", want)
+		}
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database/dbtest"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/redistest"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3test"
@@ -61,6 +62,8 @@ type Env struct {
 	Logs      *LogBuffer
 	Sim       *sumsubsim.Server
 	Config    config.Config
+	// Metrics are shared by the API and the workers, as in the dev server.
+	Metrics *metrics.Metrics
 }
 
 // The simulator's credentials in tests.
@@ -105,10 +108,12 @@ func New(tb testing.TB, opts Options) *Env {
 	logs := &LogBuffer{}
 	e := &Env{
 		Pool: pool, Files: s3test.Store(tb), Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg,
+		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg, Metrics: metrics.New(),
 	}
+	e.Metrics.WatchQueues(e.Inspector)
+	e.Metrics.WatchBatches(pool, e.Logger())
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
 	})
 	srv := httptest.NewServer(handler)
 	tb.Cleanup(srv.Close)
@@ -130,7 +135,7 @@ func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
 	rdb := redis.NewClient(e.Redis.Options())
 	cfg := e.Config
 	cfg.ShutdownTimeout = shutdown
-	w, err := worker.New(worker.Deps{Logger: e.Logger(), Pool: e.Pool, Redis: rdb, Config: cfg, Files: e.Files})
+	w, err := worker.New(worker.Deps{Logger: e.Logger(), Metrics: e.Metrics, Pool: e.Pool, Redis: rdb, Config: cfg, Files: e.Files})
 	if err != nil {
 		tb.Fatal(err)
 	}

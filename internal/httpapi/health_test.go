@@ -11,6 +11,7 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/apitest"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 )
@@ -40,7 +41,7 @@ func TestHealthAndContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pool: e.Pool, Redis: e.Redis, Files: down,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.New(), Pool: e.Pool, Redis: e.Redis, Files: down,
 	}))
 	defer srv.Close()
 	want = `{"status":"unavailable","checks":{"postgres":"ok","redis":"ok","s3":"unavailable"}}`

@@ -49,4 +49,6 @@ func addHealthRoutes(e *echo.Echo, d Deps) {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	// Readiness: PostgreSQL, Redis and S3 answer.
 	e.GET("/readyz", readyz(d))
+	// Prometheus metrics of the process.
+	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
 }

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
@@ -29,6 +31,8 @@ type Deps struct {
 	SumsubRate int
 	// ReportLinkTTL is how long a report's download link works.
 	ReportLinkTTL time.Duration
+	// Metrics records every request and serves /metrics.
+	Metrics *metrics.Metrics
 }
 
 // NewServer returns the HTTP handler of the whole API.
@@ -52,6 +56,12 @@ func NewServer(d Deps) http.Handler {
 			if v.Status >= 500 {
 				level = slog.LevelError
 			}
+			route := v.RoutePath
+			if route == "" {
+				route = "unmatched" // keeps unknown paths from creating a series each
+			}
+			d.Metrics.HTTPRequests.WithLabelValues(route, v.Method, strconv.Itoa(v.Status)).Inc()
+			d.Metrics.HTTPDuration.WithLabelValues(route, v.Method).Observe(v.Latency.Seconds())
 			d.Logger.LogAttrs(c.Request().Context(), level, "request",
 				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.String("route", v.RoutePath),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
@@ -64,7 +74,7 @@ func NewServer(d Deps) http.Handler {
 }
 
 // NewOpsServer returns the handler of a worker's operations listener:
-// liveness and readiness, as the API answers them.
+// liveness, readiness and metrics, as the API answers them.
 func NewOpsServer(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

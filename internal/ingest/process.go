@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
@@ -47,11 +48,12 @@ type Processor struct {
 	inspector taskqueue.Inspector
 	cfg       ProcessorConfig
 	logger    *slog.Logger
+	metrics   *metrics.Metrics
 }
 
 // NewProcessor returns a Processor.
-func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector taskqueue.Inspector, cfg ProcessorConfig, logger *slog.Logger) *Processor {
-	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger}
+func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector taskqueue.Inspector, cfg ProcessorConfig, logger *slog.Logger, m *metrics.Metrics) *Processor {
+	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger, metrics: m}
 }
 
 // RateLimitedError asks for the task to run again after RetryAfter without
@@ -125,7 +127,10 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	if err != nil || !ok {
 		return err
 	}
-	if err := p.limiter.Wait(ctx, p.cfg.MaxWait); err != nil {
+	waitStart := time.Now()
+	err = p.limiter.Wait(ctx, p.cfg.MaxWait)
+	p.metrics.LimiterWait.Observe(time.Since(waitStart).Seconds())
+	if err != nil {
 		// No call was made: the attempt did not happen.
 		if uerr := p.store.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); uerr != nil {
 			return uerr
@@ -140,7 +145,11 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	if level == "" {
 		level = p.cfg.DefaultLevel
 	}
+	callStart := time.Now()
 	applicant, err := p.sumsub.ReuseApplicant(ctx, rec.ShareToken, level)
+	label := callOutcome(err)
+	p.metrics.SumsubCalls.WithLabelValues(label).Inc()
+	p.metrics.SumsubDuration.WithLabelValues(label).Observe(time.Since(callStart).Seconds())
 	if err == nil {
 		return p.finish(ctx, batchID, row, imported(applicant))
 	}
@@ -181,10 +190,11 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome) error {
 	// The outcome is stored even if the task's context ends now: Sumsub has answered.
 	ctx = context.WithoutCancel(ctx)
-	next, err := p.store.finish(ctx, batchID, row, o, p.cfg.Window)
-	if err != nil {
+	next, done, err := p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+	if err != nil || !done {
 		return err
 	}
+	p.metrics.Records.WithLabelValues(o.Status).Inc()
 	p.logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
 	p.enqueueRecords(ctx, batchID, next)
 	return nil
@@ -230,6 +240,23 @@ func (p *Processor) Reconcile(ctx context.Context) error {
 	}
 	p.logger.DebugContext(ctx, "reconciled", "active_batches", len(batches), "queued_records_checked", requeued)
 	return nil
+}
+
+// callOutcome labels a Sumsub call for the metrics.
+func callOutcome(err error) string {
+	var se *sumsub.Error
+	switch {
+	case err == nil:
+		return "success"
+	case !errors.As(err, &se):
+		return "transient" // the call was cut short (a shutdown)
+	case se.Kind == sumsub.Permanent:
+		return "permanent"
+	case se.Kind == sumsub.RateLimited:
+		return "rate_limited"
+	default:
+		return "transient"
+	}
 }
 
 // imported is the outcome of a successful import.

@@ -284,11 +284,12 @@ const (
 // finish stores a record's outcome, the entity's new state and the batch's
 // counters in one transaction; the last record completes the batch. It tops
 // the batch's window up and returns the rows to enqueue once committed. A
-// record that is already final is left alone (a task delivered twice).
-func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome, window int) ([]int, error) {
+// record that is already final is left alone (a task delivered twice):
+// done is false then.
+func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome, window int) (next []int, done bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 
@@ -300,15 +301,15 @@ func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcom
 		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
 		FOR UPDATE OF r`, batchID, row).Scan(&business, &externalID, &card)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lock record: %w", err)
+		return nil, false, fmt.Errorf("lock record: %w", err)
 	}
 
 	if o.ApplicantID != "" {
 		if o, err = updateEntity(ctx, tx, business, externalID, card, o); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	_, err = tx.Exec(ctx, `
@@ -319,7 +320,7 @@ func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcom
 		batchID, row, o.Status, nullable(o.ApplicantID), nullable(o.ReviewStatus), nullable(o.ReviewAnswer),
 		nullable(o.ErrorCode), nullable(truncate(o.ErrorMessage, maxStoredMessageLength)))
 	if err != nil {
-		return nil, fmt.Errorf("store outcome: %w", err)
+		return nil, false, fmt.Errorf("store outcome: %w", err)
 	}
 	var succeeded, failed, cancelled int
 	switch o.Status {
@@ -346,18 +347,17 @@ func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcom
 		WHERE id = $1
 		RETURNING status`, batchID, succeeded, failed, cancelled).Scan(&status)
 	if err != nil {
-		return nil, fmt.Errorf("count outcome: %w", err)
+		return nil, false, fmt.Errorf("count outcome: %w", err)
 	}
-	var next []int
 	if status == "in_progress" {
 		if next, err = topUp(ctx, tx, batchID, window); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit outcome: %w", err)
+		return nil, false, fmt.Errorf("commit outcome: %w", err)
 	}
-	return next, nil
+	return next, true, nil
 }
 
 // updateEntity links the imported applicant to the entity. The card token is

@@ -2,8 +2,10 @@ package worker_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +101,42 @@ func TestBatchResultsThroughTheAPI(t *testing.T) {
 	if r := e.Call(t, http.MethodGet, path+"/records", other, nil); r.Status != http.StatusNotFound {
 		t.Errorf("another business's records: %d", r.Status)
 	}
+	checkMetrics(t, e, []string{
+		`kycbatch_sumsub_calls_total{outcome="success"} 4`,
+		`kycbatch_sumsub_calls_total{outcome="permanent"} 3`,
+		`kycbatch_records_processed_total{outcome="succeeded"} 4`,
+		`kycbatch_records_processed_total{outcome="failed"} 3`,
+		`kycbatch_rate_limiter_wait_seconds_count 7`,
+		`kycbatch_sumsub_call_duration_seconds_count{outcome="success"} 4`,
+		`kycbatch_batches{status="completed"} 1`,
+		`kycbatch_http_requests_total{method="POST",route="/entity/kyc/import/batch",status="201"} 1`,
+		`kycbatch_http_request_duration_seconds_count{method="POST",route="/entity/kyc/import/batch"} 1`,
+		`asynq_tasks_processed_total{queue="sumsub"} 7`,
+		`asynq_tasks_processed_total{queue="batches"} 1`,
+	})
+
 	want := `{"code":"0701030300","message":"batch has already finished","parameter":"batchId"}`
 	if r := e.Call(t, http.MethodPost, path+"/cancel", key, nil); r.Status != http.StatusConflict || string(r.Body) != want {
 		t.Errorf("cancel a completed batch: %d %s", r.Status, r.Body)
+	}
+}
+
+// checkMetrics scrapes /metrics and requires each of the lines.
+func checkMetrics(t *testing.T, e *apitest.Env, lines []string) {
+	t.Helper()
+	res, err := http.Get(e.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(string(b), "\n")
+	for _, want := range lines {
+		if !slices.Contains(got, want) {
+			t.Errorf("/metrics has no line %q", want)
+		}
 	}
 }

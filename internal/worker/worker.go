@@ -18,6 +18,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/storage"
@@ -47,6 +48,8 @@ type Deps struct {
 	Sumsub ingest.Importer
 	// Files is where reports are written.
 	Files *storage.Store
+	// Metrics records Sumsub calls, rate-limit waits and record outcomes.
+	Metrics *metrics.Metrics
 }
 
 // Worker is an Asynq server with the scheduler of the periodic tasks.
@@ -78,6 +81,7 @@ func New(d Deps) (*Worker, error) {
 		inspector,
 		ingest.ProcessorConfig{Window: cfg.BatchWindow, DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait},
 		d.Logger,
+		d.Metrics,
 	)
 
 	mux := asynq.NewServeMux()

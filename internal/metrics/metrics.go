@@ -1,0 +1,118 @@
+// Package metrics holds the Prometheus metrics of a kycbatch process: HTTP
+// requests, Asynq queues, Sumsub calls, rate-limit waits, record outcomes and
+// batches by status. One Metrics serves one process's /metrics.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the instruments of one process.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	// HTTPRequests counts answered requests by route pattern, method and status.
+	HTTPRequests *prometheus.CounterVec
+	// HTTPDuration is the time to answer, by route pattern and method.
+	HTTPDuration *prometheus.HistogramVec
+	// SumsubCalls counts Sumsub calls by outcome: success, permanent, rate_limited, transient.
+	SumsubCalls *prometheus.CounterVec
+	// SumsubDuration is a Sumsub call's latency, by outcome.
+	SumsubDuration *prometheus.HistogramVec
+	// LimiterWait is how long a record waited for a rate-limit permit.
+	LimiterWait prometheus.Histogram
+	// Records counts records that reached a final state, by outcome.
+	Records *prometheus.CounterVec
+}
+
+// New returns the metrics of a process, with Go's runtime and process metrics.
+func New() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kycbatch_http_requests_total", Help: "HTTP requests answered, by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kycbatch_http_request_duration_seconds", Help: "Time to answer an HTTP request, by route and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"}),
+		SumsubCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kycbatch_sumsub_calls_total", Help: "Sumsub calls, by outcome (success, permanent, rate_limited, transient).",
+		}, []string{"outcome"}),
+		SumsubDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kycbatch_sumsub_call_duration_seconds", Help: "Latency of Sumsub calls, by outcome.",
+			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+		LimiterWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kycbatch_rate_limiter_wait_seconds", Help: "Time a record waited for a Sumsub rate-limit permit.",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2},
+		}),
+		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kycbatch_records_processed_total", Help: "Records that reached a final state, by outcome.",
+		}, []string{"outcome"}),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.HTTPRequests, m.HTTPDuration, m.SumsubCalls, m.SumsubDuration, m.LimiterWait, m.Records,
+	)
+	return m
+}
+
+// WatchQueues adds the sizes and task outcomes of the Asynq queues (asynq's collector).
+func (m *Metrics) WatchQueues(inspector *asynq.Inspector) {
+	m.registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+}
+
+// WatchBatches adds the number of batches by status, counted in PostgreSQL at each scrape.
+func (m *Metrics) WatchBatches(pool *pgxpool.Pool, logger *slog.Logger) {
+	m.registry.MustRegister(&batchCollector{pool: pool, logger: logger})
+}
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+var batchesDesc = prometheus.NewDesc("kycbatch_batches", "Batches by status.", []string{"status"}, nil)
+
+// batchCollector counts batches by status when scraped.
+type batchCollector struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+}
+
+func (c *batchCollector) Describe(ch chan<- *prometheus.Desc) { ch <- batchesDesc }
+
+func (c *batchCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts := map[string]int{"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+	rows, err := c.pool.Query(ctx, `SELECT status, count(*) FROM batches GROUP BY status`)
+	if err != nil {
+		c.logger.Warn("count batches for metrics", "error", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			c.logger.Warn("count batches for metrics", "error", err)
+			return
+		}
+		counts[status] = n
+	}
+	for status, n := range counts {
+		ch <- prometheus.MustNewConstMetric(batchesDesc, prometheus.GaugeValue, float64(n), status)
+	}
+}
