@@ -61,6 +61,12 @@ type devConfig struct {
 	SimLatency time.Duration
 }
 
+// The dashboard's credentials in development, unless MONITORING_USER and MONITORING_PASSWORD say otherwise.
+const (
+	devMonitoringUser     = "ops"
+	devMonitoringPassword = "kycbatch-dev"
+)
+
 // The simulator's credentials: the dev server signs with them and the simulator checks them.
 const (
 	simAppToken  = "sbx:kycbatch-dev"
@@ -88,6 +94,9 @@ func loadConfig(getenv func(string) string) (devConfig, error) {
 		err = errors.Join(err, fmt.Errorf("SUMSUB_SIM_LATENCY: want a duration such as 50ms, got %q", getenv("SUMSUB_SIM_LATENCY")))
 	}
 	c.SimLatency = latency
+	if !c.Monitoring.Enabled() { // the dashboard is on in development, with known credentials
+		c.Monitoring.User, c.Monitoring.Password = devMonitoringUser, devMonitoringPassword
+	}
 	return c, err
 }
 
@@ -155,12 +164,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})
 	logger.Info("dev server started", "config", cfg.Config, "s3_addr", s3ln.Addr().String(), "sumsub_sim_addr", simln.Addr().String())
-	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Sumsub.BaseURL, key)
+	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Sumsub.BaseURL, key, cfg.Monitoring)
 	return g.Wait()
 }
 
@@ -203,19 +212,21 @@ func devKey(ctx context.Context, keys *auth.Store, cfg devConfig) (string, error
 	return key, nil
 }
 
-func printWelcome(w io.Writer, apiURL, s3URL, simURL, key string) {
+func printWelcome(w io.Writer, apiURL, s3URL, simURL, key string, ops config.Monitoring) {
 	fmt.Fprintf(w, `
 kycbatch dev server
   API        %[1]s
   S3         %[2]s (bucket files under DATA_DIR/s3)
   Sumsub     %[3]s (simulator; stats at %[3]s/_sim/stats)
   API key    %[4]s   (business %[5]q)
+  Dashboard  %[1]s/monitoring/   (user %[6]q, password %[7]q)
+  Metrics    %[1]s/metrics
 
 Try it:
   export KYCBATCH_URL=%[1]s KYCBATCH_API_KEY=%[4]s
   curl -s -H "Authorization: Bearer $KYCBATCH_API_KEY" $KYCBATCH_URL/entity
 
-`, apiURL, s3URL, simURL, key, devBusiness)
+`, apiURL, s3URL, simURL, key, devBusiness, ops.User, ops.Password)
 }
 
 func orDefault(v, def string) string {

@@ -49,6 +49,7 @@ type Options struct {
 	SimLatency        time.Duration // the simulator's answer time
 	Window            int           // batch window (default 20)
 	ReconcileInterval time.Duration // default 1 h: tests run the reconciler when they mean to
+	Monitoring        bool          // mount the Asynq dashboard, with the credentials in Config.Monitoring
 }
 
 // Env is a running kycbatch.
@@ -104,6 +105,9 @@ func New(tb testing.TB, opts Options) *Env {
 	cfg.BatchWindow = opts.Window
 	cfg.WorkerConcurrency = 20
 	cfg.ReconcileInterval = opts.ReconcileInterval
+	if opts.Monitoring {
+		cfg.Monitoring.User, cfg.Monitoring.Password = "ops", "test-ops-password"
+	}
 
 	logs := &LogBuffer{}
 	e := &Env{
@@ -113,7 +117,7 @@ func New(tb testing.TB, opts Options) *Env {
 	e.Metrics.WatchQueues(e.Inspector)
 	e.Metrics.WatchBatches(pool, e.Logger())
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring,
 	})
 	srv := httptest.NewServer(handler)
 	tb.Cleanup(srv.Close)

@@ -43,11 +43,28 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler re-enqueues what Redis
 	// lost (RECONCILE_INTERVAL).
 	ReconcileInterval time.Duration
+	// Monitoring is the Asynq dashboard at /monitoring/.
+	Monitoring Monitoring
 	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
 	ReportLinkTTL time.Duration
 	// ShutdownTimeout is how long a stopping process lets running work finish (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 }
+
+// Monitoring is the configuration of the Asynq dashboard.
+type Monitoring struct {
+	// User and Password are the ops credentials of HTTP basic auth
+	// (MONITORING_USER, MONITORING_PASSWORD); without both, no dashboard.
+	User     string
+	Password string
+	// ReadOnly hides the dashboard's buttons that change tasks (MONITORING_READONLY).
+	ReadOnly bool
+	// PrometheusAddr is the Prometheus server whose data the dashboard charts (MONITORING_PROMETHEUS_ADDR).
+	PrometheusAddr string
+}
+
+// Enabled reports whether the dashboard is mounted.
+func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 
 // Sumsub is the configuration of the Sumsub client.
 type Sumsub struct {
@@ -86,6 +103,7 @@ var Defaults = map[string]string{
 	"RECONCILE_INTERVAL":  "30s",
 	"SHUTDOWN_TIMEOUT":    "30s",
 	"REPORT_LINK_TTL":     "10m",
+	"MONITORING_READONLY": "false",
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a
@@ -135,6 +153,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", "want debug, info, warn or error, got %q", get("LOG_LEVEL"))
+	}
+	c.Monitoring = Monitoring{User: get("MONITORING_USER"), Password: get("MONITORING_PASSWORD"), PrometheusAddr: get("MONITORING_PROMETHEUS_ADDR")}
+	if c.Monitoring.ReadOnly, err = strconv.ParseBool(get("MONITORING_READONLY")); err != nil {
+		bad("MONITORING_READONLY", "want true or false, got %q", get("MONITORING_READONLY"))
+	}
+	if (c.Monitoring.User == "") != (c.Monitoring.Password == "") {
+		bad("MONITORING_USER", "set both MONITORING_USER and MONITORING_PASSWORD, or neither")
 	}
 	c.Sumsub = Sumsub{
 		BaseURL:      strings.TrimSuffix(get("SUMSUB_BASE_URL"), "/"),
@@ -206,5 +231,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("reconcile_interval", c.ReconcileInterval),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("report_link_ttl", c.ReportLinkTTL),
+		slog.Bool("monitoring", c.Monitoring.Enabled()),
+		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),
 	)
 }

@@ -89,6 +89,8 @@ func classify(err error) *apperr.Error {
 		switch he.Code {
 		case http.StatusNotFound:
 			return apperr.New(apperr.NotFound, "0000000404", "Not found")
+		case http.StatusUnauthorized: // the dashboard's basic auth
+			return errBadKey
 		case http.StatusMethodNotAllowed:
 			return apperr.New(apperr.Invalid, "0000000405", "Method not allowed")
 		}

@@ -19,6 +19,7 @@ func addRoutes(e *echo.Echo, d Deps) {
 	usage := reports.NewHandler(reports.NewStore(d.Pool), d.Files, d.Queue, d.ReportLinkTTL, d.Logger)
 
 	addHealthRoutes(e, d)
+	addMonitoring(e, d)
 	// The HTTP contract, as OpenAPI.
 	e.GET("/openapi.yaml", openAPI)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/metrics"
@@ -33,6 +34,8 @@ type Deps struct {
 	ReportLinkTTL time.Duration
 	// Metrics records every request and serves /metrics.
 	Metrics *metrics.Metrics
+	// Monitoring mounts the Asynq dashboard when it has credentials.
+	Monitoring config.Monitoring
 }
 
 // NewServer returns the HTTP handler of the whole API.
