@@ -119,7 +119,10 @@ func New(tb testing.TB, opts Options) *Env {
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring,
 	})
-	srv := httptest.NewServer(handler)
+	// The production server's limits and timeouts, on a test listener.
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config = httpapi.HTTPServer("", handler, e.Logger())
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	e.URL = srv.URL
 	return e
