@@ -40,8 +40,9 @@ bench: ## Run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(PKGS)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the CSV validator for FUZZTIME (default 2m)
+fuzz: ## Fuzz the CSV validator and the multipart upload, FUZZTIME each (default 2m)
 	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzParseCSV$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzMultipartUpload$$' -fuzztime $(FUZZTIME)
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
