@@ -12,8 +12,8 @@ import (
 )
 
 // BenchmarkBatchStatus32 reads a pending batch's status (with its completion
-// estimate) from 32
-// concurrent clients and reports requests per second and the 99th percentile.
+// estimate) from 32 concurrent clients and reports requests per second and
+// the 99th percentile.
 func BenchmarkBatchStatus32(b *testing.B) {
 	e := apitest.New(b, apitest.Options{})
 	key, _ := e.Business(b)
