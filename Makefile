@@ -36,7 +36,7 @@ test/short: tools ## Run the tests without the race detector
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (figures and commands: BENCHMARKS.md)
+bench: tools ## Run the Go benchmarks (figures and commands: BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(PKGS)
 
 .PHONY: fuzz
