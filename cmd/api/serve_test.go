@@ -8,10 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/database/dbtest"
+	"github.com/kycbatch/kycbatch/internal/proctest"
 	"github.com/kycbatch/kycbatch/internal/redistest"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
@@ -30,10 +27,6 @@ import (
 // still succeeds, that new connections are refused, and that the process
 // exits with status 0.
 func TestServeDrainsOnSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "api")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	ctx := context.Background()
 	dbURL := dbtest.URL(t)
 	s3 := httptest.NewServer(s3local.InMemory())
@@ -60,32 +53,11 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "DATABASE_URL="+dbURL, "REDIS_URL="+redistest.URL(t),
+	addr := proctest.FreeAddr(t)
+	p := proctest.Start(t, "HTTP_ADDR="+addr, "DATABASE_URL="+dbURL, "REDIS_URL="+redistest.URL(t),
 		"S3_ENDPOINT="+s3.URL, "S3_FORCE_PATH_STYLE=true", "S3_BUCKET=kycbatch",
 		"AWS_ACCESS_KEY_ID=kycbatch-dev", "AWS_SECRET_ACCESS_KEY=kycbatch-dev-secret")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer cmd.Process.Kill()
-	for i := 0; ; i++ {
-		if res, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			res.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatal("the API did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proctest.WaitHTTP(t, "http://"+addr+"/healthz")
 
 	// A slow upload: the file's second half is sent after SIGTERM.
 	pr, pw := io.Pipe()
@@ -110,9 +82,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	fmt.Fprintf(fw, "externalId,shareToken\n%s,tok-1\n", uuid.New())
 	time.Sleep(200 * time.Millisecond) // the request is being served
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.Terminate(t)
 	time.Sleep(300 * time.Millisecond)
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
@@ -125,12 +95,5 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	if code := <-status; code != http.StatusCreated {
 		t.Errorf("in-flight upload answered %d, want 201", code)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("api after SIGTERM: %v, want exit status 0", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("api still running 15 s after SIGTERM")
-	}
+	p.CheckCleanExit(t, 15*time.Second)
 }

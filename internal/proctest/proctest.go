@@ -1,0 +1,85 @@
+// Package proctest runs a command of this module as a real process, for the
+// tests of start-up, probes and signals that an in-process run cannot prove.
+package proctest
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Process is a running command.
+type Process struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// Start builds the command in the test's package directory and runs it with
+// the environment plus env ("NAME=value"); it is killed when the test ends.
+func Start(tb testing.TB, env ...string) *Process {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "cmd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		tb.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &Process{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	tb.Cleanup(func() { cmd.Process.Kill() })
+	return p
+}
+
+// FreeAddr returns a loopback address no one listens on, for the process to take.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitHTTP polls url until it answers and returns its status; the test fails
+// if it does not answer within 20 s.
+func WaitHTTP(tb testing.TB, url string) int {
+	tb.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			return res.StatusCode
+		}
+	}
+	tb.Fatalf("%s did not answer within 20 s", url)
+	return 0
+}
+
+// Terminate sends SIGTERM.
+func (p *Process) Terminate(tb testing.TB) {
+	tb.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// CheckCleanExit requires the process to exit with status 0 within timeout.
+func (p *Process) CheckCleanExit(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			tb.Errorf("exit: %v, want status 0", err)
+		}
+	case <-time.After(timeout):
+		tb.Errorf("still running %s after SIGTERM", timeout)
+	}
+}
