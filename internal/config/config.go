@@ -36,7 +36,8 @@ type Config struct {
 	// Sumsub is how the worker reaches Sumsub and how fast it may call it.
 	Sumsub Sumsub
 	// BatchWindow is how many records of one batch may wait in the Sumsub
-	// queue at once (BATCH_WINDOW), so that batches share the rate fairly.
+	// queue at once (BATCH_WINDOW), so that batches share the rate fairly;
+	// the worker caps it at half a second of the rate limit.
 	BatchWindow int
 	// WorkerConcurrency is how many tasks one worker process runs at once (WORKER_CONCURRENCY).
 	WorkerConcurrency int
