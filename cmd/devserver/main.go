@@ -67,12 +67,6 @@ const (
 	devMonitoringPassword = "kycbatch-dev"
 )
 
-// The simulator's credentials: the dev server signs with them and the simulator checks them.
-const (
-	simAppToken  = "sbx:kycbatch-dev"
-	simSecretKey = "kycbatch-dev-secret"
-)
-
 const devBusiness = "dev"
 
 func loadConfig(getenv func(string) string) (devConfig, error) {
@@ -117,13 +111,13 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return fmt.Errorf("listen on DEV_S3_ADDR: %w", err)
 	}
 	cfg.S3 = s3local.Config("http://"+s3ln.Addr().String(), cfg.S3.Bucket)
-	sim := sumsubsim.New(sumsubsim.Config{AppToken: simAppToken, SecretKey: simSecretKey, RateLimit: cfg.Sumsub.RateLimit, Latency: cfg.SimLatency})
+	sim := sumsubsim.New(sumsubsim.Config{AppToken: sumsubsim.DevAppToken, SecretKey: sumsubsim.DevSecretKey, RateLimit: cfg.Sumsub.RateLimit, Latency: cfg.SimLatency})
 	simln, err := net.Listen("tcp", cfg.SimAddr)
 	if err != nil {
 		return fmt.Errorf("listen on SUMSUB_SIM_ADDR: %w", err)
 	}
 	cfg.Sumsub.BaseURL = "http://" + simln.Addr().String()
-	cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = simAppToken, simSecretKey
+	cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = sumsubsim.DevAppToken, sumsubsim.DevSecretKey
 
 	if err := database.EnsureExists(ctx, cfg.DatabaseURL); err != nil {
 		return err

@@ -5,9 +5,15 @@
 // tokens with a test-mode prefix (PrefixRed and the others) pick an outcome;
 // any other token is imported and approved.
 //
-// Two paths outside Sumsub's API help tests and benchmarks, unsigned and not
-// counted: GET /_sim/stats returns Stats as JSON and POST /_sim/reset forgets
-// everything.
+// For chaos tests, Config.Faults makes the simulator fail, stall or refuse
+// requests at random, and Stats counts each fault apart.
+//
+// Three paths outside Sumsub's API help tests and benchmarks, unsigned and
+// not counted: GET /_sim/stats returns Stats as JSON; GET /_sim/tokens
+// returns, for every share token seen, {"seen": n, "imports": n, "lost": bool}
+// (TokenStats), so that a test in another process checks that no token was
+// imported twice and that answers were lost only where the simulator lost
+// them; and POST /_sim/reset forgets everything.
 package sumsubsim
 
 import (
@@ -60,6 +66,18 @@ const (
 	DefaultLevel = "basic-kyc-level"
 )
 
+// The dev credentials, shared by the dev server and cmd/sumsubsim so that a
+// kycbatch configured for one talks to the other: they guard nothing.
+const (
+	// DevAppToken is the app token the dev simulator accepts.
+	DevAppToken = "sbx:kycbatch-dev"
+	// DevSecretKey is the secret the dev simulator checks signatures with.
+	DevSecretKey = "kycbatch-dev-secret"
+)
+
+// unavailable is the description of every 503, injected or of a flaky token.
+const unavailable = "Service temporarily unavailable"
+
 // knownLevels are the levels configured on the simulated account; reuse
 // into any other is refused like Sumsub refuses a level it cannot serve.
 var knownLevels = map[string]bool{DefaultLevel: true, "levelKyc": true}
@@ -82,8 +100,33 @@ type Config struct {
 	// benchmarks look like the real network.
 	Latency time.Duration
 	// Now is the simulator's clock; time.Now when nil. Tests set it to make
-	// clock skew and the rate window deterministic.
+	// clock skew, the rate window and bursts deterministic.
 	Now func() time.Time
+	// Faults are injected from the start; Server.SetFaults changes them.
+	Faults Faults
+}
+
+// Faults the simulator injects, for chaos tests; the zero value injects none.
+// One roll of the dice per admitted reuse request with a share token picks a
+// 503 with probability FailRate, else a stall with probability StallRate.
+type Faults struct {
+	// FailRate is the fraction of admitted reuse requests answered 503
+	// before anything is imported, like a flaky token's 503.
+	FailRate float64
+	// StallRate is the fraction of admitted reuse requests that import the
+	// token, then wait Stall before answering. If the client gives up or
+	// dies meanwhile, the answer is lost though the import happened.
+	StallRate float64
+	// Stall is how long a stall lasts (e.g. 5s).
+	Stall time.Duration
+	// BurstEvery and BurstFor make 429 bursts: when the time since the
+	// simulator started, modulo BurstEvery, is below BurstFor, every signed
+	// request gets 429 without entering the rate window. The first burst
+	// begins at the start. No bursts unless both are positive.
+	BurstEvery, BurstFor time.Duration
+	// Seed seeds the dice, so that a test sending requests one at a time
+	// sees the same faults on every run; zero picks a random seed.
+	Seed uint64
 }
 
 // Stats counts what the simulator saw since it started or was reset, so
@@ -95,26 +138,52 @@ type Stats struct {
 	SuccessfulImports int `json:"successfulImports"`
 	// ReusedTokenAttempts counts reuse requests for a token already imported.
 	ReusedTokenAttempts int `json:"reusedTokenAttempts"`
-	// Rejected429 counts requests refused by the rate limit.
+	// Rejected429 counts requests refused by the rate limit, and only
+	// those: the 429s of a burst count in Burst429.
 	Rejected429 int `json:"rejected429"`
 	// MaxRequestsInAnySecond is the most requests accepted within one
 	// sliding second: above Config.RateLimit never, and a client that
 	// respects the limit keeps it there or below.
 	MaxRequestsInAnySecond int `json:"maxRequestsInAnySecond"`
+	// Injected503 counts the 503s of Faults.FailRate; a flaky token's do not count.
+	Injected503 int `json:"injected503"`
+	// Stalls counts the stalls of Faults.StallRate begun.
+	Stalls int `json:"stalls"`
+	// LostAnswers counts stalls the client gave up on or died during: their
+	// answers were never sent, whatever they were.
+	LostAnswers int `json:"lostAnswers"`
+	// Burst429 counts the 429s of Faults' bursts.
+	Burst429 int `json:"burst429"`
+}
+
+// TokenStats is what the simulator knows of one share token, as GET
+// /_sim/tokens reports it.
+type TokenStats struct {
+	// Seen counts requests carrying the token, whatever their outcome.
+	Seen int `json:"seen"`
+	// Imports counts its successful imports: more than one is a bug.
+	Imports int `json:"imports"`
+	// Lost reports that the answer to a request carrying it was lost in a
+	// stall, so that its client may not know whether it was imported.
+	Lost bool `json:"lost"`
 }
 
 // Server is the simulated Sumsub API, an http.Handler. It is safe for
 // concurrent use.
 type Server struct {
-	cfg Config
-	api *http.ServeMux
+	cfg     Config
+	api     *http.ServeMux
+	started time.Time // by cfg.Now, the origin of the burst windows
 
 	mu         sync.Mutex
+	faults     Faults
+	dice       *rand.Rand // rolls the faults; not safe for concurrent use, so under mu
 	stats      Stats
 	window     []time.Time           // acceptance times within the last second, oldest first
 	imports    map[string]int        // share token → successful imports
 	seen       map[string]int        // share token → requests carrying it
 	attempts   map[string]int        // PrefixFlaky token → attempts that reached the route
+	lost       map[string]bool       // share token → an answer carrying it was lost in a stall
 	applicants map[string]statusBody // applicant id → its review, for the status endpoint
 }
 
@@ -129,11 +198,14 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:        cfg,
 		api:        http.NewServeMux(),
+		started:    cfg.Now(),
 		imports:    map[string]int{},
 		seen:       map[string]int{},
 		attempts:   map[string]int{},
+		lost:       map[string]bool{},
 		applicants: map[string]statusBody{},
 	}
+	s.SetFaults(cfg.Faults)
 	s.api.HandleFunc("POST /resources/api/reusableIdentity/reuse", s.reuse)
 	s.api.HandleFunc("GET /resources/applicants/{id}/status", s.status)
 	s.api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -149,8 +221,22 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// Reset forgets everything: counters, used tokens, applicants and the rate
-// window, so that one simulator serves several benchmark runs.
+// SetFaults replaces the faults injected from now on, and seeds the dice
+// again from f.Seed. Bursts keep their phase: it counts from the start.
+func (s *Server) SetFaults(f Faults) {
+	seed := f.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	s.dice = rand.New(rand.NewPCG(seed, seed))
+}
+
+// Reset forgets everything: counters, used and lost tokens, applicants and
+// the rate window, so that one simulator serves several benchmark runs. The
+// faults stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -159,7 +245,19 @@ func (s *Server) Reset() {
 	clear(s.imports)
 	clear(s.seen)
 	clear(s.attempts)
+	clear(s.lost)
 	clear(s.applicants)
+}
+
+// Tokens returns what the simulator knows of every share token seen.
+func (s *Server) Tokens() map[string]TokenStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tokens := make(map[string]TokenStats, len(s.seen))
+	for token, n := range s.seen {
+		tokens[token] = TokenStats{Seen: n, Imports: s.imports[token], Lost: s.lost[token]}
+	}
+	return tokens
 }
 
 // Imports returns how many times shareToken was imported, so that tests
@@ -177,8 +275,8 @@ func (s *Server) Seen(shareToken string) int {
 	return s.seen[shareToken]
 }
 
-// ServeHTTP answers like Sumsub: it checks the signature (401), then the
-// rate limit (429), waits Config.Latency, and routes.
+// ServeHTTP answers like Sumsub: it checks the signature (401), then bursts
+// and the rate limit (429), waits Config.Latency, and routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
@@ -203,7 +301,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, errorBody{Description: desc})
 		return
 	}
-	if !s.admit() {
+	if s.inBurst() || !s.admit() {
 		writeError(w, http.StatusTooManyRequests, errorBody{Description: "Too many requests"})
 		return
 	}
@@ -218,6 +316,8 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/_sim/stats":
 		writeJSON(w, http.StatusOK, s.Stats())
+	case r.Method == http.MethodGet && r.URL.Path == "/_sim/tokens":
+		writeJSON(w, http.StatusOK, s.Tokens())
 	case r.Method == http.MethodPost && r.URL.Path == "/_sim/reset":
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
@@ -246,6 +346,22 @@ func (s *Server) checkSignature(r *http.Request, body []byte) string {
 	return ""
 }
 
+// inBurst reports whether the request falls in a 429 burst, and counts it if so.
+func (s *Server) inBurst() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults
+	if f.BurstEvery <= 0 || f.BurstFor <= 0 {
+		return false
+	}
+	since := s.cfg.Now().Sub(s.started)
+	if since < 0 || since%f.BurstEvery >= f.BurstFor {
+		return false
+	}
+	s.stats.Burst429++
+	return true
+}
+
 // admit enters the request in the sliding one-second window, or reports that
 // the window is full. Refused requests stay out of the window.
 func (s *Server) admit() bool {
@@ -267,6 +383,40 @@ func (s *Server) admit() bool {
 	return true
 }
 
+// fault is what the dice chose for one admitted reuse request.
+type fault int
+
+const (
+	noFault fault = iota
+	fail          // answer 503 before anything else
+	stall         // import, then wait before answering
+)
+
+// rollFault picks the fault of one admitted reuse request and counts it;
+// it returns the stall's length too, read under the same lock.
+func (s *Server) rollFault() (fault, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults
+	switch x := s.dice.Float64(); {
+	case x < f.FailRate:
+		s.stats.Injected503++
+		return fail, 0
+	case x < f.FailRate+f.StallRate:
+		s.stats.Stalls++
+		return stall, f.Stall
+	}
+	return noFault, 0
+}
+
+// loseAnswer records that the client gave up on a stalled request for token.
+func (s *Server) loseAnswer(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.LostAnswers++
+	s.lost[token] = true
+}
+
 // reuse serves POST /resources/api/reusableIdentity/reuse.
 func (s *Server) reuse(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -282,7 +432,16 @@ func (s *Server) reuse(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(token, PrefixSlow) && !sleep(r.Context(), SlowDelay) {
 		return // the client gave up: nothing is imported
 	}
+	f, stallFor := s.rollFault()
+	if f == fail {
+		writeError(w, http.StatusServiceUnavailable, errorBody{Description: unavailable})
+		return
+	}
 	a, status, refusal := s.importToken(token, level)
+	if f == stall && !sleep(r.Context(), stallFor) {
+		s.loseAnswer(token)
+		return // the client gave up: the import, if any, stays done
+	}
 	if status != http.StatusOK {
 		writeError(w, status, refusal)
 		return
@@ -310,7 +469,7 @@ func (s *Server) importToken(token, level string) (applicantBody, int, errorBody
 	if strings.HasPrefix(token, PrefixFlaky) {
 		s.attempts[token]++
 		if s.attempts[token] <= FlakyFailures {
-			return applicantBody{}, http.StatusServiceUnavailable, errorBody{Description: "Service temporarily unavailable"}
+			return applicantBody{}, http.StatusServiceUnavailable, errorBody{Description: unavailable}
 		}
 	}
 
