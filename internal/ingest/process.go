@@ -37,6 +37,13 @@ type ProcessorConfig struct {
 	Window       int           // records of one batch queued at once
 	DefaultLevel string        // level of records that name none; empty: Sumsub's default
 	MaxWait      time.Duration // longest wait for a rate-limit permit inside a task
+	// AttemptLease is how long an attempt may be in flight: its permit wait,
+	// the Sumsub call and a margin. A second task for the record (Redis lost
+	// the first one's state and the reconciler enqueued it again) waits until
+	// the first attempt is answered or its lease is over, so that two calls
+	// for one token never race and a used-token refusal never overwrites the
+	// first call's import.
+	AttemptLease time.Duration
 }
 
 // Processor runs the tasks of the batch pipeline: dispatch, record import and reconciliation.
@@ -56,14 +63,16 @@ func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueu
 	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger, metrics: m}
 }
 
-// RateLimitedError asks for the task to run again after RetryAfter without
-// counting a failure: the global limiter had no permit soon enough.
-type RateLimitedError struct {
+// RetryLaterError asks for the task to run again after RetryAfter without
+// counting a failure: the global limiter had no permit soon enough, or
+// another task is calling Sumsub for the same record.
+type RetryLaterError struct {
 	RetryAfter time.Duration
+	Reason     string
 }
 
-func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("waiting for a Sumsub rate-limit permit; retry in %s", e.RetryAfter)
+func (e *RetryLaterError) Error() string {
+	return fmt.Sprintf("%s; retry in %s", e.Reason, e.RetryAfter)
 }
 
 // HandleDispatch starts a batch: in progress, first window queued.
@@ -123,9 +132,14 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 
 	// The attempt is marked before the permit is taken, so that nothing but
 	// the request itself stands between the permit and Sumsub's clock.
-	attempt, ok, err := p.store.markAttempt(ctx, batchID, row)
-	if err != nil || !ok {
+	attempt, busy, err := p.store.markAttempt(ctx, batchID, row, p.cfg.AttemptLease)
+	switch {
+	case err != nil:
 		return err
+	case busy > 0:
+		return &RetryLaterError{RetryAfter: busy, Reason: "another task is calling Sumsub for this record"}
+	case attempt == 0:
+		return nil // finished meanwhile, or its batch cancelled
 	}
 	waitStart := time.Now()
 	err = p.limiter.Wait(ctx, p.cfg.MaxWait)
@@ -137,7 +151,7 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 		}
 		var tooLong *ratelimit.WaitTooLongError
 		if errors.As(err, &tooLong) {
-			return &RateLimitedError{RetryAfter: tooLong.RetryAfter}
+			return &RetryLaterError{RetryAfter: tooLong.RetryAfter, Reason: "waiting for a Sumsub rate-limit permit"}
 		}
 		return fmt.Errorf("rate limiter: %w", err)
 	}
@@ -186,11 +200,22 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	return err
 }
 
+// storeRetry is how long a worker keeps trying to store an outcome. Sumsub's
+// answer exists nowhere else, and a token once imported cannot be imported
+// again: were the task to fail, its retry could only say the outcome is
+// unknown. So a PostgreSQL outage shorter than this loses no answer.
+const storeRetry = time.Minute
+
 // finish stores an outcome and queues the records that enter the batch's window.
 func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome) error {
 	// The outcome is stored even if the task's context ends now: Sumsub has answered.
 	ctx = context.WithoutCancel(ctx)
 	next, done, err := p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+	for delay, deadline := 100*time.Millisecond, time.Now().Add(storeRetry); err != nil && time.Now().Add(delay).Before(deadline); delay = min(2*delay, 2*time.Second) {
+		p.logger.WarnContext(ctx, "store the outcome; retrying", "in", delay, "error", err)
+		time.Sleep(delay)
+		next, done, err = p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+	}
 	if err != nil || !done {
 		return err
 	}

@@ -216,22 +216,37 @@ func (s *Store) entityExists(ctx context.Context, business, externalID uuid.UUID
 }
 
 // markAttempt records, before the call, that a Sumsub call starts for the
-// record, and returns the attempt's number. ok is false when the record is no
-// longer to be sent (finished meanwhile, or its batch cancelled).
-func (s *Store) markAttempt(ctx context.Context, batchID uuid.UUID, row int) (attempt int, ok bool, err error) {
+// record, and returns the attempt's number. It returns 0 when the record is
+// no longer to be sent (finished meanwhile, or its batch cancelled), and
+// busy > 0, marking nothing, while an earlier attempt is unanswered and
+// younger than lease: another task may be calling Sumsub for the record.
+func (s *Store) markAttempt(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (attempt int, busy time.Duration, err error) {
 	err = s.pool.QueryRow(ctx, `
 		UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now()
 		FROM batches b
 		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
 		  AND b.id = r.batch_id AND b.status = 'in_progress'
-		RETURNING r.attempts`, batchID, row).Scan(&attempt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
+		  AND (r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - $3::interval)
+		RETURNING r.attempts`, batchID, row, lease).Scan(&attempt)
+	if err == nil {
+		return attempt, 0, nil
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("mark attempt of %s: %w", recordTaskID(batchID, row), err)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, fmt.Errorf("mark attempt of %s: %w", recordTaskID(batchID, row), err)
 	}
-	return attempt, true, nil
+	var left time.Duration
+	err = s.pool.QueryRow(ctx, `
+		SELECT r.last_attempt_at + $3::interval - now()
+		FROM batch_records r JOIN batches b ON b.id = r.batch_id
+		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending' AND b.status = 'in_progress'`,
+		batchID, row, lease).Scan(&left)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("read attempt of %s: %w", recordTaskID(batchID, row), err)
+	}
+	return 0, max(left, 100*time.Millisecond), nil
 }
 
 // unmarkAttempt takes back an attempt marked for a call that was not made.

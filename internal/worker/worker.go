@@ -79,7 +79,10 @@ func New(d Deps) (*Worker, error) {
 		ratelimit.New(d.Redis, "sumsub", cfg.Sumsub.RateLimit),
 		queue,
 		inspector,
-		ingest.ProcessorConfig{Window: batchWindow(cfg), DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait},
+		ingest.ProcessorConfig{
+			Window: batchWindow(cfg), DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait,
+			AttemptLease: maxPermitWait + cfg.Sumsub.Timeout + 5*time.Second,
+		},
 		d.Logger,
 		d.Metrics,
 	)
@@ -173,9 +176,10 @@ func taskContext(next asynq.Handler) asynq.Handler {
 	})
 }
 
-// isFailure: a task that waited too long for a rate-limit permit has not failed.
+// isFailure: a task told to retry later (no permit soon enough, or its
+// record's attempt in another task's hands) has not failed.
 func isFailure(err error) bool {
-	var limited *ingest.RateLimitedError
+	var limited *ingest.RetryLaterError
 	return !errors.As(err, &limited)
 }
 
@@ -183,7 +187,7 @@ func isFailure(err error) bool {
 // exponentially (1 s, 2 s, 4 s … up to 5 min) with jitter so that retries
 // of many records do not arrive together.
 func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var limited *ingest.RateLimitedError
+	var limited *ingest.RetryLaterError
 	if errors.As(err, &limited) {
 		return limited.RetryAfter + rand.N(50*time.Millisecond)
 	}
