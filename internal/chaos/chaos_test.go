@@ -1,0 +1,513 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/storage/s3local"
+	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+)
+
+// batchShares split the records over the suite's five batches; batch i
+// belongs to business i%3, and the last is uploaded during the PostgreSQL outage.
+var batchShares = []float64{0.3, 0.25, 0.2, 0.15, 0.1}
+
+const businesses = 3
+
+// TestChaos runs batches through the real processes while it injects faults,
+// then checks that nothing was lost, doubled or half-written.
+func TestChaos(t *testing.T) {
+	records, rate := envInt(t, "CHAOS_RECORDS", 400), envInt(t, "CHAOS_RATE", 50)
+	ctx := context.Background()
+	bin := build(t, "api", "worker", "sumsubsim")
+	pg := startPostgres(t)
+	pg.createDatabase(t, "kycbatch")
+	redisURL, rdb := startRedis(t)
+
+	// S3 runs in the suite's process: none of the faults is S3's.
+	s3srv := httptest.NewServer(s3local.InMemory())
+	t.Cleanup(s3srv.Close)
+	s3cfg := s3local.Config(s3srv.URL, "kycbatch-chaos")
+	files, err := storage.New(ctx, s3cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The simulator: 10% 503s, a 429 burst of 500 ms every 7 s, and 1% of
+	// imports answered after 5 s, past the workers' 3 s timeout: those
+	// answers are lost.
+	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sim := newProc(t, "sumsubsim", nil, bin+"/sumsubsim", "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms",
+		"-fail-rate", "0.1", "-stall-rate", "0.01", "-stall", "5s", "-burst-every", "7s", "-burst-for", "500ms", "-seed", "1")
+	sim.start(t)
+	simURL := "http://" + simAddr
+	waitReady(t, simURL+"/_sim/stats")
+
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{
+		"DATABASE_URL=" + pg.url("kycbatch"), "REDIS_URL=" + redisURL,
+		"S3_ENDPOINT=" + s3srv.URL, "S3_BUCKET=" + s3cfg.Bucket, "S3_REGION=" + s3cfg.Region, "S3_FORCE_PATH_STYLE=true",
+		"AWS_ACCESS_KEY_ID=kycbatch-dev", "AWS_SECRET_ACCESS_KEY=kycbatch-dev-secret",
+		"SUMSUB_BASE_URL=" + simURL, "SUMSUB_APP_TOKEN=" + sumsubsim.DevAppToken, "SUMSUB_SECRET_KEY=" + sumsubsim.DevSecretKey,
+		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=3s",
+		"RECONCILE_INTERVAL=2s", "SHUTDOWN_TIMEOUT=2s", "LOG_LEVEL=warn", "HTTP_ADDR=" + apiAddr,
+	}
+	run(t, env, bin+"/api", "migrate")
+	keys := make([]string, businesses)
+	for i := range keys {
+		keys[i] = run(t, env, bin+"/api", "create-api-key", "--business", fmt.Sprintf("chaos-%d", i))
+	}
+	api := newProc(t, "api", env, bin+"/api", "serve")
+	api.start(t)
+	c := &client{base: "http://" + apiAddr}
+	waitReady(t, c.base+"/readyz")
+	workers := make([]*proc, 2)
+	for i := range workers {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		workers[i] = newProc(t, fmt.Sprintf("worker %d", i+1), append(env, "WORKER_METRICS_ADDR="+addr), bin+"/worker")
+		workers[i].start(t)
+		waitReady(t, "http://"+addr+"/readyz")
+	}
+
+	// The files: mostly tokens Sumsub imports, some it refuses.
+	plans := make([]batchPlan, len(batchShares))
+	for i, share := range batchShares {
+		plans[i] = newPlan(t, c, keys[i%businesses], i, int(share*float64(records)))
+	}
+	for i := range plans[:len(plans)-1] {
+		plans[i].id = c.mustUpload(t, plans[i])
+	}
+
+	// The faults, spread over the time the records take at the rate.
+	expected := time.Duration(records) * time.Second / time.Duration(rate)
+	var log faultLog
+	start := time.Now()
+	at := func(frac float64) { time.Sleep(time.Until(start.Add(time.Duration(frac * float64(expected))))) }
+	// The faults run on the test's goroutine, in order, while the processes work.
+	at(0.15)
+	workers[0].kill(t)
+	time.Sleep(time.Second)
+	workers[0].start(t)
+	log.add("worker 1 killed with SIGKILL, restarted after 1 s")
+
+	at(0.35)
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Errorf("flush Redis: %v", err)
+	}
+	log.add("Redis flushed (FLUSHALL): queues, retries and limiter state lost")
+
+	at(0.55)
+	pg.crash(t)
+	last := &plans[len(plans)-1]
+	status, _ := c.upload(last)
+	time.Sleep(2 * time.Second)
+	pg.start(t)
+	last.id = c.mustUpload(t, *last) // the client retries with the same Idempotency-Key
+	log.add(fmt.Sprintf("PostgreSQL crashed (immediate stop) for 2 s; an upload then got %d, and 201 on retry", status))
+	if status < 500 {
+		t.Errorf("upload during the PostgreSQL outage: %d, want a 5xx", status)
+	}
+
+	at(0.75)
+	workers[1].kill(t)
+	time.Sleep(time.Second)
+	workers[1].start(t)
+	log.add("worker 2 killed with SIGKILL, restarted after 1 s")
+	deadline := 4*expected + 90*time.Second
+	for _, p := range plans {
+		c.waitDone(t, p, deadline-time.Since(start))
+	}
+	took := time.Since(start)
+
+	stats := simStats(t, simURL)
+	tokens := simTokens(t, simURL)
+	pool, err := pgxpool.New(ctx, pg.url("kycbatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	unknown, stalled := checkRecords(t, pool, plans, tokens)
+	checkStorage(t, pool, files, plans)
+	checkReports(t, c, plans)
+
+	var table strings.Builder
+	w := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "fault\tinjected\tsurvived\n")
+	for _, f := range log {
+		fmt.Fprintf(w, "%s\t1\t%s\n", f, survived(t))
+	}
+	fmt.Fprintf(w, "Sumsub 503 (nothing imported)\t%d\t%s\n", stats.Injected503, survived(t))
+	fmt.Fprintf(w, "Sumsub 429 bursts (500 ms every 7 s)\t%d requests\t%s\n", stats.Burst429, survived(t))
+	fmt.Fprintf(w, "Sumsub 5 s stalls (imported, answer after the 3 s timeout)\t%d (%d answers lost)\t%s\n", stats.Stalls, stats.LostAnswers, survived(t))
+	fmt.Fprintf(w, "Sumsub 429 from the rate limit itself\t%d\t\n", stats.Rejected429)
+	w.Flush()
+	t.Logf("%d records in %d batches of %d businesses at %d/s: done in %s (%.1f s without faults); "+
+		"%d SUMSUB_OUTCOME_UNKNOWN: %d answers lost in a stall, %d in a killed worker\n%s",
+		records, len(plans), businesses, rate, took.Round(100*time.Millisecond), expected.Seconds(),
+		unknown, stalled, unknown-stalled, table.String())
+}
+
+func survived(t *testing.T) string {
+	if t.Failed() {
+		return "NO"
+	}
+	return "yes"
+}
+
+// batchPlan is one batch the suite uploads: its file and the share token of each row.
+type batchPlan struct {
+	key, idempotencyKey string
+	file                []byte
+	tokens              map[int]string // spreadsheet row → share token
+	refused             map[int]bool   // rows whose token Sumsub refuses
+	id                  string
+}
+
+func newPlan(t *testing.T, c *client, key string, n, size int) batchPlan {
+	p := batchPlan{key: key, idempotencyKey: fmt.Sprintf("chaos-%d-%s", n, uuid.NewString()), tokens: map[int]string{}, refused: map[int]bool{}}
+	ids := c.entities(t, key, size)
+	var b bytes.Buffer
+	b.WriteString("externalId,shareToken\n")
+	for i, id := range ids {
+		row := i + 2
+		token := fmt.Sprintf("_act-sbx-jwt-chaos-%d-%d-%s", n, row, strings.Repeat("x", 40))
+		if i%25 == 7 {
+			token = sumsubsim.PrefixInvalid + token
+			p.refused[row] = true
+		}
+		p.tokens[row] = token
+		fmt.Fprintf(&b, "%s,%s\n", id, token)
+	}
+	p.file = b.Bytes()
+	return p
+}
+
+// checkRecords checks every batch and record in PostgreSQL against what the
+// simulator imported, and returns how many outcomes are unknown, and how
+// many of those had their answer lost in a stall the simulator saw.
+func checkRecords(t *testing.T, pool *pgxpool.Pool, plans []batchPlan, tokens map[string]simToken) (unknown, stalled int) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range plans {
+		var status string
+		var total, succeeded, failed, counted, rowsSucceeded, rowsFailed, pending, withToken int
+		err := pool.QueryRow(ctx, `
+			SELECT b.status, b.total_records, b.succeeded_records, b.failed_records,
+				count(r.*), count(*) FILTER (WHERE r.status = 'succeeded'), count(*) FILTER (WHERE r.status = 'failed'),
+				count(*) FILTER (WHERE r.status = 'pending'), count(*) FILTER (WHERE r.share_token IS NOT NULL)
+			FROM batches b JOIN batch_records r ON r.batch_id = b.id WHERE b.id = $1
+			GROUP BY b.id`, p.id).Scan(&status, &total, &succeeded, &failed, &counted, &rowsSucceeded, &rowsFailed, &pending, &withToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != "completed" || pending != 0 || total != len(p.tokens) || counted != total {
+			t.Errorf("batch %s: %s, %d pending, %d records of %d, want completed with %d final records", p.id, status, pending, counted, total, len(p.tokens))
+		}
+		if succeeded != rowsSucceeded || failed != rowsFailed || succeeded+failed != total {
+			t.Errorf("batch %s counters: %d succeeded, %d failed; its records: %d and %d of %d", p.id, succeeded, failed, rowsSucceeded, rowsFailed, total)
+		}
+		if withToken != 0 {
+			t.Errorf("batch %s: %d final records still hold their share token", p.id, withToken)
+		}
+
+		rows, err := pool.Query(ctx, `
+			SELECT r.row_number, r.status, coalesce(r.error_code, ''), coalesce(r.applicant_id, ''), coalesce(e.sumsub_applicant_id, '')
+			FROM batch_records r JOIN batches b ON b.id = r.batch_id
+			JOIN entities e ON e.business_id = b.business_id AND e.external_id = r.external_id
+			WHERE r.batch_id = $1`, p.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var row int
+			var status, code, applicant, entityApplicant string
+			if err := rows.Scan(&row, &status, &code, &applicant, &entityApplicant); err != nil {
+				t.Fatal(err)
+			}
+			tok := tokens[p.tokens[row]]
+			switch {
+			case tok.Imports > 1:
+				t.Errorf("batch %s row %d: token imported %d times", p.id, row, tok.Imports)
+			case status == "succeeded" && (tok.Imports != 1 || applicant == "" || applicant != entityApplicant):
+				t.Errorf("batch %s row %d: succeeded with applicant %q (entity %q), token imported %d times", p.id, row, applicant, entityApplicant, tok.Imports)
+			case code == "SUMSUB_OUTCOME_UNKNOWN":
+				unknown++
+				if tok.Lost {
+					stalled++
+				}
+				// Sumsub's used-token refusal after an attempt whose answer
+				// was lost: there was such an attempt, and a token Sumsub
+				// accepts was imported by it.
+				if tok.Seen < 2 || (!p.refused[row] && tok.Imports != 1) {
+					t.Errorf("batch %s row %d: outcome unknown, but Sumsub saw its token %d times and imported it %d times: no answer was lost",
+						p.id, row, tok.Seen, tok.Imports)
+				}
+			case status == "failed" && tok.Imports != 0:
+				t.Errorf("batch %s row %d: failed with %s, but Sumsub imported its token", p.id, row, code)
+			case status == "failed" && !p.refused[row]:
+				t.Errorf("batch %s row %d: failed with %s, want imported", p.id, row, code)
+			case status == "succeeded" && p.refused[row]:
+				t.Errorf("batch %s row %d: succeeded, but Sumsub refuses its token", p.id, row)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return unknown, stalled
+}
+
+// checkStorage checks that S3 holds exactly the uploaded files of the batches
+// PostgreSQL knows: an upload cut by the outage left no object behind.
+func checkStorage(t *testing.T, pool *pgxpool.Pool, files *storage.Store, plans []batchPlan) {
+	t.Helper()
+	ctx := context.Background()
+	objects, err := files.Keys(ctx, "uploads/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT file_key FROM batches ORDER BY file_key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) != len(plans) || strings.Join(keys, " ") != strings.Join(objects, " ") {
+		t.Errorf("batches' files %v, objects in S3 %v: want the same, one per batch (%d)", keys, objects, len(plans))
+	}
+}
+
+// checkReports builds each batch's usage report and checks its CSV.
+func checkReports(t *testing.T, c *client, plans []batchPlan) {
+	t.Helper()
+	for _, p := range plans {
+		var initiated struct {
+			Data struct {
+				ClientID string `json:"client_id"`
+			} `json:"data"`
+		}
+		c.mustJSON(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", p.key, map[string]string{"client_id": p.id}, &initiated)
+		var report struct {
+			Data struct {
+				Status string         `json:"status"`
+				Stats  map[string]int `json:"stats"`
+				Link   string         `json:"link"`
+			} `json:"data"`
+		}
+		for deadline := time.Now().Add(30 * time.Second); report.Data.Status != "success"; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("report of batch %s: %s after 30 s", p.id, report.Data.Status)
+			}
+			c.mustJSON(t, http.MethodGet, "/api/v1/stamper-v2/bulk-usage-report/download?client_id="+initiated.Data.ClientID, p.key, nil, &report)
+		}
+		res, err := http.Get(report.Data.Link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := csv.NewReader(res.Body).ReadAll()
+		res.Body.Close()
+		if err != nil {
+			t.Fatalf("report of batch %s: %v", p.id, err)
+		}
+		s := report.Data.Stats
+		if len(lines) != len(p.tokens)+1 || s["pending"] != 0 || s["available"]+s["failed"] != len(p.tokens) {
+			t.Errorf("report of batch %s: %d lines, stats %v; want %d records, none pending", p.id, len(lines), s, len(p.tokens))
+		}
+	}
+}
+
+// faultLog lists the faults injected, in order.
+type faultLog []string
+
+func (l *faultLog) add(s string) { *l = append(*l, s) }
+
+// client speaks the API over HTTP, as a business's client does.
+type client struct{ base string }
+
+func (c *client) do(method, path, key string, body io.Reader, header http.Header) (int, []byte, error) {
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("X-API-Key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, b, err
+}
+
+// mustJSON sends body as JSON and decodes a 2xx answer into out.
+func (c *client) mustJSON(t *testing.T, method, path, key string, body, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	status, b, err := c.do(method, path, key, r, http.Header{"Content-Type": {"application/json"}})
+	if err != nil || status/100 != 2 {
+		t.Fatalf("%s %s: %d %s %v", method, path, status, b, err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+// entities creates n entities of the business, eight requests at a time.
+func (c *client) entities(t *testing.T, key string, n int) []uuid.UUID {
+	t.Helper()
+	ids := make([]uuid.UUID, n)
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range ids {
+		ids[i] = uuid.New()
+		g.Go(func() error {
+			body := fmt.Sprintf(`{"externalId":%q,"type":"INDIVIDUAL"}`, ids[i])
+			status, b, err := c.do(http.MethodPost, "/entity", key, strings.NewReader(body), http.Header{"Content-Type": {"application/json"}})
+			if err == nil && status != http.StatusCreated {
+				err = fmt.Errorf("create entity: %d %s", status, b)
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// upload sends the plan's file once and returns the status.
+func (c *client) upload(p *batchPlan) (int, []byte) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", "batch.csv")
+	fw.Write(p.file)
+	mw.Close()
+	status, b, err := c.do(http.MethodPost, "/entity/kyc/import/batch", p.key, &body, http.Header{
+		"Content-Type": {mw.FormDataContentType()}, "X-Provider": {"sumsub"}, "Idempotency-Key": {p.idempotencyKey},
+	})
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	return status, b
+}
+
+// mustUpload uploads the plan's file, retrying server errors with the same
+// Idempotency-Key for up to 30 s, and returns the batch id.
+func (c *client) mustUpload(t *testing.T, p batchPlan) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		status, b := c.upload(&p)
+		if status == http.StatusCreated || status == http.StatusOK {
+			var batch struct {
+				BatchID string `json:"batchId"`
+			}
+			if err := json.Unmarshal(b, &batch); err != nil || batch.BatchID == "" {
+				t.Fatalf("upload: %d %s", status, b)
+			}
+			return batch.BatchID
+		}
+		if (status != 0 && status < 500) || time.Now().After(deadline) {
+			t.Fatalf("upload: %d %s", status, b)
+		}
+	}
+}
+
+// waitDone polls the batch until it is finished, through the outages.
+func (c *client) waitDone(t *testing.T, p batchPlan, timeout time.Duration) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		status, b, err := c.do(http.MethodGet, "/entity/kyc/import/batch/"+p.id, p.key, nil, nil)
+		if err != nil || status != http.StatusOK {
+			continue
+		}
+		last = string(b)
+		var batch struct {
+			Status string `json:"status"`
+		}
+		if json.Unmarshal(b, &batch) == nil && batch.Status != "pending" && batch.Status != "in_progress" {
+			return
+		}
+	}
+	t.Fatalf("batch %s not finished after %s: %s", p.id, timeout, last)
+}
+
+// simToken is what the simulator knows of one share token.
+type simToken struct {
+	Seen    int  `json:"seen"`
+	Imports int  `json:"imports"`
+	Lost    bool `json:"lost"`
+}
+
+func simTokens(t *testing.T, simURL string) map[string]simToken {
+	t.Helper()
+	var tokens map[string]simToken
+	getJSON(t, simURL+"/_sim/tokens", &tokens)
+	return tokens
+}
+
+func simStats(t *testing.T, simURL string) sumsubsim.Stats {
+	t.Helper()
+	var s sumsubsim.Stats
+	getJSON(t, simURL+"/_sim/stats", &s)
+	return s
+}
+
+func getJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s: want a positive whole number, got %q", name, v)
+	}
+	return n
+}
