@@ -133,6 +133,12 @@ func (e *Env) Logger() *slog.Logger {
 	return logging.New(e.Logs, slog.LevelDebug)
 }
 
+// DatabaseURL is the URL of the environment's own database, for tools that
+// connect by themselves (psql).
+func (e *Env) DatabaseURL() string {
+	return e.Pool.Config().ConnString()
+}
+
 // StartWorker starts a worker process's worth of kycbatch (its own Redis
 // client, limiter and Asynq server) and returns a function that stops it;
 // shutdown bounds how long running tasks may finish (a tiny one is a crash).

@@ -1,5 +1,6 @@
-// Package heaptest measures how far a piece of code grows the heap at its
-// peak, for the tests and benchmarks that prove streaming code stays flat.
+// Package heaptest measures how far a piece of code grows the heap (and, on
+// Linux, the process's resident set) at its peak, for the tests and
+// benchmarks that prove streaming code stays flat.
 package heaptest
 
 import (
