@@ -11,6 +11,11 @@ VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 2m
+# Runs of each benchmark (BENCHMARKS.md shows their medians); the rate runs take a minute each.
+BENCH_COUNT ?= 5
+RATE_COUNT  ?= 3
+# Records of a make chaos run (make test runs 400).
+CHAOS_RECORDS ?= 2000
 
 .DEFAULT_GOAL := help
 
@@ -36,8 +41,23 @@ test/short: tools ## Run the tests without the race detector
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 .PHONY: bench
-bench: tools ## Run the Go benchmarks (figures and commands: BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(PKGS)
+bench: tools ## Run the benchmarks (about 25 min) and write BENCHMARKS.md from their medians
+	@mkdir -p .bench
+	set -o pipefail; { \
+	  $(GO) test ./internal/ingest -run '^$$' -bench ParseCSV5000 -benchmem -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/httpapi -run '^$$' -bench Upload5000 -benchtime 20x -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/httpapi -run '^$$' -bench BatchStatus32 -benchtime 3000x -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/reports -run '^$$' -bench BuildReport -benchtime 5x -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/worker -run '^$$' -bench 'PipelineCeiling|Fairness' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m && \
+	  RATE_SECONDS=60 $(GO) test ./cmd/worker -run '^$$' -bench RateUse -benchtime 1x -count $(RATE_COUNT) -timeout 30m; \
+	} | tee .bench/bench.txt
+	$(GO) run ./scripts/benchmd $$(test -f .bench/chaos.txt && echo -chaos .bench/chaos.txt) < .bench/bench.txt > BENCHMARKS.md
+	@echo "BENCHMARKS.md written"
+
+.PHONY: chaos
+chaos: ## Fault injection: 2,000 records through SIGKILLed workers, a flushed Redis, a PostgreSQL crash and a faulty Sumsub
+	@mkdir -p .bench
+	set -o pipefail; CHAOS_RECORDS=$(CHAOS_RECORDS) $(GO) test ./internal/chaos -run TestChaos -count 1 -v -timeout 30m | tee .bench/chaos.txt
 
 .PHONY: fuzz
 fuzz: ## Fuzz the CSV validator and the multipart upload, FUZZTIME each (default 2m)

@@ -1,0 +1,274 @@
+// Command benchmd writes BENCHMARKS.md from the output of `go test -bench`
+// (make bench): for every figure, the median of the runs with their range,
+// the target and whether it is met, and the command that reproduces it.
+//
+//	go test -bench ... -count 5 | go run ./scripts/benchmd [-chaos chaos.txt] > BENCHMARKS.md
+//
+// With -chaos, the fault table of a `make chaos` run is added.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// figure is one line of BENCHMARKS.md: metrics of one benchmark.
+type figure struct {
+	what, bench string
+	// show is the figure's text: each {unit} becomes that metric's median
+	// and range.
+	show string
+	// target says what the figure must be; check decides it from the medians
+	// (nil: no target).
+	target string
+	check  func(m map[string]float64) bool
+	cmd    string
+}
+
+var figures = []figure{
+	{
+		what: "Upload: accept a 5,000-row file (1.5 MB, ~250-char share tokens) over HTTP", bench: "Upload5000Rows",
+		show: "p50 {ms-p50} ms, p99 {ms-p99} ms",
+		cmd:  "go test ./internal/httpapi -run '^$' -bench Upload5000 -benchtime 20x -count 5",
+	},
+	{
+		what: "… the floor: `psql \\copy` of the same rows into a bare table, same run", bench: "Upload5000Rows",
+		show: "p50 {copy-ms-p50} ms, p99 {copy-ms-p99} ms",
+		cmd:  "same",
+	},
+	{
+		what: "… upload ÷ `\\copy` (medians, side by side)", bench: "Upload5000Rows",
+		show:   "{ratio-p50} ×",
+		target: "≤ 3", check: func(m map[string]float64) bool { return m["ratio-p50"] <= 3 },
+		cmd: "same",
+	},
+	{
+		what: "Rate-limit use, 1 worker process, limit 10/s, 60 s", bench: "RateUse/workers=1",
+		show:   "{use-ratio} of the limit, {429s} 429s, at most {max-in-1s} in any second",
+		target: "≥ 0.98 of the limit, 0 429s", check: rateUse,
+		cmd: "RATE_SECONDS=60 go test ./cmd/worker -run '^$' -bench RateUse -benchtime 1x -count 3",
+	},
+	{
+		what: "Rate-limit use, 3 worker processes, limit 10/s, 60 s", bench: "RateUse/workers=3",
+		show:   "{use-ratio} of the limit, {429s} 429s, at most {max-in-1s} in any second",
+		target: "≥ 0.98 of the limit, 0 429s", check: rateUse,
+		cmd: "same",
+	},
+	{
+		what: "Pipeline ceiling: 5,000 records, limit 5,000/s, simulator latency 0", bench: "PipelineCeiling",
+		show: "{records/s} records/s; bare Asynq {bare-tasks/s} no-op tasks/s; ratio {ratio}",
+		// The ratio is measured side by side in each run.
+		target: "≥ 0.25 of bare Asynq", check: func(m map[string]float64) bool { return m["ratio"] >= 0.25 },
+		cmd: "go test ./internal/worker -run '^$' -bench PipelineCeiling -benchtime 1x -count 5",
+	},
+	{
+		what: "Fairness: a 10-record batch, uploaded while a 5,000-record batch runs at 10/s", bench: "Fairness",
+		show:   "completed in {small-batch-s} s",
+		target: "≤ 2 s", check: func(m map[string]float64) bool { return m["small-batch-s"] <= 2 },
+		cmd: "go test ./internal/worker -run '^$' -bench Fairness -benchtime 1x -count 5",
+	},
+	{
+		what: "Report: 5,000 records", bench: "BuildReport/records=5000",
+		show: "{ms-p50} ms to build, peak RSS +{rss-growth-MB} MB, peak heap +{MB-peak-heap-growth} MB, {B/record} B allocated per record",
+		cmd:  "go test ./internal/reports -run '^$' -bench BuildReport -benchtime 5x -count 5",
+	},
+	{
+		what: "Report: 50,000 records", bench: "BuildReport/records=50000",
+		show:   "{ms-p50} ms to build, peak RSS +{rss-growth-MB} MB, peak heap +{MB-peak-heap-growth} MB, {B/record} B allocated per record",
+		target: "≤ 2 s, RSS growth ≤ 20 MB", check: func(m map[string]float64) bool { return m["ms-p50"] <= 2000 && m["rss-growth-MB"] <= 20 },
+		cmd: "same",
+	},
+	{
+		what: "Reads: `GET` batch status, 32 concurrent clients", bench: "BatchStatus32",
+		show: "{req/s} requests/s, p99 {ms-p99} ms",
+		cmd:  "go test ./internal/httpapi -run '^$' -bench BatchStatus32 -benchtime 3000x -count 5",
+	},
+	{
+		what: "CSV validation of a 5,000-row file", bench: "ParseCSV5000",
+		show: "{ns/op} ns, {B/op} B allocated in {allocs/op} allocations",
+		cmd:  "go test ./internal/ingest -run '^$' -bench ParseCSV5000 -benchmem -count 5",
+	},
+}
+
+func rateUse(m map[string]float64) bool { return m["use-ratio"] >= 0.98 && m["429s"] == 0 }
+
+func main() {
+	chaos := flag.String("chaos", "", "a `make chaos` output to include")
+	flag.Parse()
+	runs, env, err := parse(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmd:", err)
+		os.Exit(1)
+	}
+	var chaosTable string
+	if *chaos != "" {
+		b, err := os.ReadFile(*chaos)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchmd:", err)
+			os.Exit(1)
+		}
+		chaosTable = chaosSummary(string(b))
+	}
+	write(os.Stdout, runs, env, chaosTable)
+}
+
+// runs maps a benchmark's name (without the package and the -GOMAXPROCS
+// suffix) to its metrics, each with the values of every run.
+type runs map[string]map[string][]float64
+
+var (
+	placeholder = regexp.MustCompile(`\{[^}]+\}`)
+	benchLine   = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+	envLine     = regexp.MustCompile(`^(goos|goarch|cpu): (.*)$`)
+)
+
+// parse reads `go test -bench` output.
+func parse(r io.Reader) (runs, map[string]string, error) {
+	out, env := runs{}, map[string]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := envLine.FindStringSubmatch(line); m != nil {
+			env[m[1]] = m[2]
+			continue
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[2])
+		if out[m[1]] == nil {
+			out[m[1]] = map[string][]float64{}
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%q: %v", line, err)
+			}
+			out[m[1]][fields[i+1]] = append(out[m[1]][fields[i+1]], v)
+		}
+	}
+	return out, env, sc.Err()
+}
+
+// chaosSummary keeps, of a `make chaos` output, the suite's summary and fault table.
+func chaosSummary(out string) string {
+	var keep []string
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(line, "records in") && strings.Contains(line, "batches of"):
+			in = true
+		case strings.HasPrefix(line, "--- "):
+			keep = append(keep, line)
+			in = false
+		}
+		if in {
+			keep = append(keep, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// format writes a figure compactly: 3 significant digits, no exponent.
+func format(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100 || v <= -100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10 || v <= -10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 1 || v <= -1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+func write(w io.Writer, r runs, env map[string]string, chaos string) {
+	fmt.Fprintf(w, "# Benchmarks\n\n")
+	fmt.Fprintf(w, "Written by `make bench` on %s (%s/%s, %s). PostgreSQL, Redis, the S3 endpoint and the Sumsub\n",
+		time.Now().UTC().Format("2006-01-02"), env["goos"], env["goarch"], env["cpu"])
+	fmt.Fprintf(w, "simulator all run on this machine, over loopback. Each figure is the median of the runs (their range in\n")
+	fmt.Fprintf(w, "brackets); a ratio is measured side by side within each run, then its median taken.\n\n")
+	fmt.Fprintf(w, "| what | figure (median [min–max]) | target | command |\n|---|---|---|---|\n")
+	for _, f := range figures {
+		metrics := r[f.bench]
+		medians := map[string]float64{}
+		runs, units := 0, 0
+		text := placeholder.ReplaceAllStringFunc(f.show, func(p string) string {
+			unit := p[1 : len(p)-1]
+			vs := metrics[unit]
+			units++
+			if len(vs) == 0 {
+				return "(not measured: " + unit + ")"
+			}
+			runs = max(runs, len(vs))
+			medians[unit] = median(vs)
+			if len(vs) == 1 {
+				return format(medians[unit])
+			}
+			return fmt.Sprintf("%s [%s–%s]", format(medians[unit]), format(slices.Min(vs)), format(slices.Max(vs)))
+		})
+		target := ""
+		if f.check != nil {
+			switch {
+			case len(medians) < units:
+				target = f.target + ": not measured"
+			case f.check(medians):
+				target = f.target + ": **met**"
+			default:
+				target = f.target + ": **missed**"
+			}
+		}
+		cmd := "same"
+		if f.cmd != "same" {
+			cmd = "`" + f.cmd + "`"
+		}
+		fmt.Fprintf(w, "| %s | %s (%d runs) | %s | %s |\n", f.what, text, runs, target, cmd)
+	}
+	fmt.Fprintf(w, "\n%s", notes)
+	if chaos != "" {
+		fmt.Fprintf(w, "\n## Chaos (`make chaos`)\n\n```\n%s\n```\n", strings.TrimSpace(chaos))
+	}
+}
+
+// notes explain the method; they do not change with the figures.
+const notes = `## Method
+
+- ` + "`make bench`" + ` runs each command above with ` + "`-count`" + ` runs (` + "`BENCH_COUNT`" + `, default 5; 3 for the
+  minute-long rate runs) and pipes the output through ` + "`scripts/benchmd`" + `, which writes this file.
+- Upload: each iteration uploads the file through the production HTTP server (real multipart parsing,
+  SHA-256, spool file, CSV validation, S3 put, CopyFrom) and, alternately before or after it, runs
+  ` + "`psql \\copy`" + ` of the same file into a table of three text columns: a new psql process, its
+  connection and the COPY, the floor for getting those rows into PostgreSQL.
+- Rate-limit use: the dev server (API, one worker, the simulator at 10/s) and more ` + "`cmd/worker`" + `
+  processes, a batch larger than the run; the simulator's counters are reset after 5 s of warm-up and
+  read after 60 s. ` + "`max in any second`" + ` is the simulator's sliding one-second window.
+- Pipeline ceiling: the whole pipeline in one process (Asynq server, PostgreSQL transactions, the
+  Redis limiter, signed HTTP to the simulator), timed from worker start to the batch completed;
+  beside it, in the same run, bare Asynq enqueues and processes 5,000 no-op tasks with the same
+  concurrency.
+- Fairness: the time from the small batch's upload to its completion, while the large one runs.
+- Reports: the build streams PostgreSQL rows through the CSV writer into an S3 multipart upload
+  (versitygw in its own process, so the RSS measured is the builder's); RSS growth is the
+  kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs) minus VmRSS before.
+- Reads: 32 goroutines with keep-alive connections ` + "`GET`" + ` one batch's status as fast as they can.
+`
