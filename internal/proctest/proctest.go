@@ -16,25 +16,42 @@ import (
 // Process is a running command.
 type Process struct {
 	cmd    *exec.Cmd
-	exited chan error
+	exited chan struct{} // closed when the process has exited
+	err    error         // how it exited, once exited is closed
 }
 
 // Start builds the command in the test's package directory and runs it with
 // the environment plus env ("NAME=value"); it is killed when the test ends.
 func Start(tb testing.TB, env ...string) *Process {
 	tb.Helper()
+	return StartPackage(tb, ".", env...)
+}
+
+// StartPackage is Start for another command of the module: dir is its
+// package directory, relative to the test's (e.g. "../devserver"), so that a
+// test can run the processes a deployment runs side by side.
+func StartPackage(tb testing.TB, dir string, env ...string) *Process {
+	tb.Helper()
 	bin := filepath.Join(tb.TempDir(), "cmd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		tb.Fatalf("build: %v\n%s", err, out)
+	if out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", dir, err, out)
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	p := &Process{cmd: cmd, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
-	tb.Cleanup(func() { cmd.Process.Kill() })
+	p := &Process{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	// Killed and reaped before the cleanups registered earlier (its
+	// database, its Redis database) run, so that it never sees them go.
+	tb.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
 	return p
 }
 
@@ -75,9 +92,9 @@ func (p *Process) Terminate(tb testing.TB) {
 func (p *Process) CheckCleanExit(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	select {
-	case err := <-p.exited:
-		if err != nil {
-			tb.Errorf("exit: %v, want status 0", err)
+	case <-p.exited:
+		if p.err != nil {
+			tb.Errorf("exit: %v, want status 0", p.err)
 		}
 	case <-time.After(timeout):
 		tb.Errorf("still running %s after SIGTERM", timeout)

@@ -152,7 +152,7 @@ func TestWaitKeepsLimitAcrossProcesses(t *testing.T) {
 				t.Errorf("%d permits within %s, want at most %d in any 1-second window", tt.perSecond+1, tightest, tt.perSecond)
 			}
 			// The limiter gives 98.5% of the rate (see margin); the floor leaves
-			// room for a loaded CI machine. scripts/ratecheck.sh measures the real figure.
+			// room for a loaded CI machine. BenchmarkRateUse (cmd/worker) measures the real figure.
 			if want := 0.95 * float64(tt.perSecond); achieved < want {
 				t.Errorf("achieved %.2f permits/s, want at least %.2f", achieved, want)
 			}

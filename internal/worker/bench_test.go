@@ -1,0 +1,178 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/redistest"
+)
+
+// BenchmarkPipelineCeiling measures how fast the whole pipeline turns records
+// into imports when Sumsub is not what holds it back (limit 5,000/s, no
+// latency), beside what bare Asynq does with the same concurrency on the same
+// machine: the ratio says how much of the queue's throughput our own work
+// (PostgreSQL, the limiter, the Sumsub client, the window) leaves. Each
+// iteration runs both halves, one after the other, so that the ratio compares
+// runs under the same load.
+func BenchmarkPipelineCeiling(b *testing.B) {
+	const n, rate = 5000, 5000
+	e := apitest.New(b, apitest.Options{SumsubRate: rate})
+	key, business := e.Business(b)
+	ids := entities(b, e, business, n)
+	bareRedis := redistest.URL(b)
+
+	var pipeline, bare time.Duration
+	for i := 0; b.Loop(); i++ {
+		// The upload is not timed: the worker is not running yet, and the
+		// figure is the pipeline's, from its start to the batch completed.
+		batchID := e.UploadBatch(b, key, apitest.CSVFile(fmt.Sprintf("ceiling%d", i), ids))
+		start := time.Now()
+		stop := e.StartWorker(b, 5*time.Second)
+		final := e.WaitBatch(b, key, batchID, 10*time.Minute)
+		stop()
+		if final["status"] != "completed" || final["failedRecords"] != float64(0) {
+			b.Fatalf("batch: %v", final)
+		}
+		// completedAt is stamped by the transaction of the last record: the
+		// end without the polling's granularity (one clock: this machine's).
+		completed, err := time.Parse(time.RFC3339Nano, final["completedAt"].(string))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pipeline += completed.Sub(start)
+
+		bare += bareAsynq(b, bareRedis, n, e.Config.WorkerConcurrency)
+	}
+	records := float64(n*b.N) / pipeline.Seconds()
+	tasks := float64(n*b.N) / bare.Seconds()
+	b.ReportMetric(records, "records/s")
+	b.ReportMetric(tasks, "bare-tasks/s")
+	b.ReportMetric(records/tasks, "ratio")
+}
+
+// bareAsynq enqueues n no-op tasks with an asynq.Client and runs them with an
+// asynq.Server of the given concurrency, on the Redis database at redisURL;
+// it returns the time from the first enqueue to the last task done.
+func bareAsynq(b *testing.B, redisURL string, n, concurrency int) time.Duration {
+	b.Helper()
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var done atomic.Int64
+	finished := make(chan struct{})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error {
+		if done.Add(1) == int64(n) {
+			close(finished)
+		}
+		return nil
+	})
+	srv := asynq.NewServer(opt, asynq.Config{
+		Concurrency: concurrency,
+		// The worker's polling interval when idle, so that neither side waits
+		// longer than the other for its first task.
+		TaskCheckInterval: 100 * time.Millisecond,
+		LogLevel:          asynq.WarnLevel,
+	})
+	if err := srv.Start(mux); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	client := asynq.NewClient(opt)
+	defer client.Close()
+
+	start := time.Now()
+	for range n {
+		if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-finished:
+		return time.Since(start)
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("bare Asynq ran %d of %d tasks in 5 minutes", done.Load(), n)
+		return 0
+	}
+}
+
+// BenchmarkFairness measures how long a 10-record batch takes, from its
+// upload to its completion, while a 5,000-record batch is running at Sumsub's
+// real limit of 10 requests a second: the batch window is what lets it through.
+func BenchmarkFairness(b *testing.B) {
+	const rate = 10
+	e := apitest.New(b, apitest.Options{SumsubRate: rate})
+	key, business := e.Business(b)
+	largeIDs := entities(b, e, business, 5000)
+	smallIDs := entities(b, e, business, 10)
+
+	var took time.Duration
+	for i := 0; b.Loop(); i++ {
+		large := e.UploadBatch(b, key, apitest.CSVFile(fmt.Sprintf("large%d", i), largeIDs))
+		stop := e.StartWorker(b, time.Second)
+		waitProcessed(b, e, key, large, 20, time.Minute)
+
+		start := time.Now()
+		small := e.UploadBatch(b, key, apitest.CSVFile(fmt.Sprintf("small%d", i), smallIDs))
+		final := e.WaitBatch(b, key, small, 5*time.Minute)
+		took += time.Since(start)
+		if final["status"] != "completed" {
+			b.Fatalf("small batch: %v", final)
+		}
+
+		// The large batch would run for 8 minutes more: cancel it.
+		if r := e.Call(b, http.MethodPost, "/entity/kyc/import/batch/"+large+"/cancel", key, nil); r.Status != http.StatusOK {
+			b.Fatalf("cancel: %d %s", r.Status, r.Body)
+		}
+		stop()
+	}
+	b.ReportMetric(took.Seconds()/float64(b.N), "small-batch-s")
+}
+
+// entities creates n entities of the business in one statement and returns
+// their external ids: e.Entities's n requests would take longer than the
+// benchmarks' runs.
+func entities(b *testing.B, e *apitest.Env, business uuid.UUID, n int) []uuid.UUID {
+	b.Helper()
+	ids := make([]uuid.UUID, n)
+	external := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.New()
+		external[i] = ids[i].String()
+	}
+	_, err := e.Pool.Exec(context.Background(), `
+		INSERT INTO entities (id, business_id, external_id, type)
+		SELECT gen_random_uuid(), $1, x, 'INDIVIDUAL' FROM unnest($2::uuid[]) AS x`,
+		business.String(), external)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+// waitProcessed polls the batch until it has processed at least n records.
+func waitProcessed(b *testing.B, e *apitest.Env, key, batchID string, n int, timeout time.Duration) {
+	b.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		r := e.Call(b, http.MethodGet, "/entity/kyc/import/batch/"+batchID, key, nil)
+		if r.Status != http.StatusOK {
+			b.Fatalf("batch status: %d %s", r.Status, r.Body)
+		}
+		body := r.JSON(b)
+		if processed, _ := body["processedRecords"].(float64); processed >= float64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("batch %s processed fewer than %d records in %s: %s", batchID, n, timeout, r.Body)
+		}
+	}
+}
