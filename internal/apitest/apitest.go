@@ -32,6 +32,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/config"
+	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/database/dbtest"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
@@ -86,7 +87,6 @@ func New(tb testing.TB, opts Options) *Env {
 		opts.ReconcileInterval = time.Hour
 	}
 	ctx := context.Background()
-	pool := dbtest.Pool(tb)
 	rdb, err := app.OpenRedis(ctx, redistest.URL(tb))
 	if err != nil {
 		tb.Fatal(err)
@@ -105,6 +105,12 @@ func New(tb testing.TB, opts Options) *Env {
 	cfg.BatchWindow = opts.Window
 	cfg.WorkerConcurrency = 20
 	cfg.ReconcileInterval = opts.ReconcileInterval
+	// The production pool size (its connections open as they are needed).
+	pool, err := database.Open(ctx, dbtest.URL(tb), database.PoolSize(cfg.WorkerConcurrency))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
 	if opts.Monitoring {
 		cfg.Monitoring.User, cfg.Monitoring.Password = "ops", "test-ops-password"
 	}

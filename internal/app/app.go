@@ -35,7 +35,7 @@ type App struct {
 // Open connects to PostgreSQL, Redis and S3 as cfg says. An unreachable
 // PostgreSQL or Redis is one clear error naming its URL and how to start it.
 func Open(ctx context.Context, cfg config.Config) (*App, error) {
-	pool, err := database.Open(ctx, cfg.DatabaseURL)
+	pool, err := database.Open(ctx, cfg.DatabaseURL, database.PoolSize(cfg.WorkerConcurrency))
 	if err != nil {
 		return nil, err
 	}

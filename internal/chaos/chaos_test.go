@@ -216,8 +216,8 @@ func checkRecords(t *testing.T, pool *pgxpool.Pool, plans []batchPlan, tokens ma
 			SELECT b.status, b.total_records, b.succeeded_records, b.failed_records,
 				count(r.*), count(*) FILTER (WHERE r.status = 'succeeded'), count(*) FILTER (WHERE r.status = 'failed'),
 				count(*) FILTER (WHERE r.status = 'pending'), count(*) FILTER (WHERE r.share_token IS NOT NULL)
-			FROM batches b JOIN batch_records r ON r.batch_id = b.id WHERE b.id = $1
-			GROUP BY b.id`, p.id).Scan(&status, &total, &succeeded, &failed, &counted, &rowsSucceeded, &rowsFailed, &pending, &withToken)
+			FROM batch_progress b JOIN batch_records r ON r.batch_id = b.id WHERE b.id = $1
+			GROUP BY b.id, b.status, b.total_records, b.succeeded_records, b.failed_records`, p.id).Scan(&status, &total, &succeeded, &failed, &counted, &rowsSucceeded, &rowsFailed, &pending, &withToken)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,12 +23,24 @@ import (
 // StartHint tells a developer how to start the PostgreSQL of this machine.
 const StartHint = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
-// Open connects a pool to databaseURL and checks that the server answers, so
-// that a wrong URL or a stopped server is reported at start, not at the first request.
-func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+// PoolSize is the pool a kycbatch process opens: a connection for each task
+// a worker runs at once, so that no record waits for one, and a few for the
+// API's requests and the reconciler.
+func PoolSize(workerConcurrency int) int32 {
+	return int32(workerConcurrency + 4)
+}
+
+// Open connects a pool of up to maxConns connections (0: pgx's default;
+// pool_max_conns in the URL wins) to databaseURL and checks that the server
+// answers, so that a wrong URL or a stopped server is reported at start, not
+// at the first request.
+func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if maxConns > 0 && !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = maxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

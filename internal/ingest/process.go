@@ -93,8 +93,10 @@ func (p *Processor) HandleDispatch(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// HandleImportRecord takes one record through Sumsub: entity check, a permit
-// of the global limiter, the attempt marked, the call, and the outcome stored
+// HandleImportRecord takes one record through Sumsub: the record claimed (its
+// entity checked and the attempt marked, before the permit is taken, so that
+// nothing but the request itself stands between the permit and Sumsub's
+// clock), a permit of the global limiter, the call, and the outcome stored
 // with the entity and the batch counters.
 func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error {
 	var payload ImportRecordPayload
@@ -104,42 +106,12 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	batchID, row := payload.BatchID, payload.Row
 	ctx = logging.With(ctx, slog.String("batch_id", batchID.String()), slog.Int("row", row))
 
-	rec, err := p.store.record(ctx, batchID, row)
-	switch {
-	case errors.Is(err, errNoRecord):
-		return nil
-	case err != nil:
-		return err
-	case rec.Status != "pending":
-		return nil // already final: a task delivered twice
-	case rec.BatchStatus == "cancelled":
-		o := outcome{Status: "cancelled"}
-		if rec.Attempts > rec.Answered {
-			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
-		}
-		return p.finish(ctx, batchID, row, o)
-	case rec.BatchStatus != "in_progress":
-		return fmt.Errorf("batch is %s, not in progress", rec.BatchStatus)
-	}
-
-	exists, err := p.store.entityExists(ctx, rec.BusinessID, rec.ExternalID)
+	rec, ok, err := p.store.claim(ctx, batchID, row, p.cfg.AttemptLease)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
-	}
-
-	// The attempt is marked before the permit is taken, so that nothing but
-	// the request itself stands between the permit and Sumsub's clock.
-	attempt, busy, err := p.store.markAttempt(ctx, batchID, row, p.cfg.AttemptLease)
-	switch {
-	case err != nil:
-		return err
-	case busy > 0:
-		return &RetryLaterError{RetryAfter: busy, Reason: "another task is calling Sumsub for this record"}
-	case attempt == 0:
-		return nil // finished meanwhile, or its batch cancelled
+	if !ok {
+		return p.unclaimed(ctx, batchID, row)
 	}
 	waitStart := time.Now()
 	err = p.limiter.Wait(ctx, p.cfg.MaxWait)
@@ -176,7 +148,7 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 		o := outcome{Status: "failed", ErrorCode: sumsubCode(se), ErrorMessage: redact(se.Description, rec.ShareToken)}
 		// A used token after an attempt whose answer was lost: that attempt
 		// may well have imported the applicant, so say we do not know.
-		if se.Code == sumsub.CodeInvalidShareToken && attempt-1 > rec.Answered {
+		if se.Code == sumsub.CodeInvalidShareToken && rec.Attempt-1 > rec.Answered {
 			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
 		}
 		return p.finish(ctx, batchID, row, o)
@@ -187,16 +159,16 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 			return err
 		}
 	}
-	if attempt >= MaxAttempts {
+	if rec.Attempt >= MaxAttempts {
 		o := outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
-			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", attempt, redact(se.Error(), rec.ShareToken))}
+			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", rec.Attempt, redact(se.Error(), rec.ShareToken))}
 		if se.Kind == sumsub.RateLimited {
 			o.ErrorCode = CodeSumsubRateLimited
-			o.ErrorMessage = fmt.Sprintf("Sumsub refused %d attempts with 429 Too Many Requests", attempt)
+			o.ErrorMessage = fmt.Sprintf("Sumsub refused %d attempts with 429 Too Many Requests", rec.Attempt)
 		}
 		return p.finish(ctx, batchID, row, o)
 	}
-	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", attempt, "error", redact(se.Error(), rec.ShareToken))
+	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", rec.Attempt, "error", redact(se.Error(), rec.ShareToken))
 	return err
 }
 
@@ -205,6 +177,40 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 // again: were the task to fail, its retry could only say the outcome is
 // unknown. So a PostgreSQL outage shorter than this loses no answer.
 const storeRetry = time.Minute
+
+// unclaimed handles a record that claim did not mark for a call: already
+// final (a task delivered twice), its batch cancelled or not in progress, its
+// entity deleted, or an earlier attempt still in another task's hands.
+func (p *Processor) unclaimed(ctx context.Context, batchID uuid.UUID, row int) error {
+	rec, err := p.store.record(ctx, batchID, row, p.cfg.AttemptLease)
+	switch {
+	case errors.Is(err, errNoRecord):
+		return nil
+	case err != nil:
+		return err
+	case rec.Status != "pending":
+		return nil
+	case rec.BatchStatus == "cancelled":
+		o := outcome{Status: "cancelled"}
+		if rec.Attempts > rec.Answered {
+			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
+		}
+		return p.finish(ctx, batchID, row, o)
+	case rec.BatchStatus != "in_progress":
+		return fmt.Errorf("batch is %s, not in progress", rec.BatchStatus)
+	case rec.LeaseLeft > 0:
+		return &RetryLaterError{RetryAfter: max(rec.LeaseLeft, 100*time.Millisecond), Reason: "another task is calling Sumsub for this record"}
+	}
+	exists, err := p.store.entityExists(ctx, rec.BusinessID, rec.ExternalID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
+	}
+	// The record changed between the claim and this read: try again.
+	return fmt.Errorf("record %s changed while being claimed", recordTaskID(batchID, row))
+}
 
 // finish stores an outcome and queues the records that enter the batch's window.
 func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome) error {
@@ -222,6 +228,13 @@ func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o ou
 	p.metrics.Records.WithLabelValues(o.Status).Inc()
 	p.logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
 	p.enqueueRecords(ctx, batchID, next)
+	completed, err := p.store.completeIfDone(ctx, batchID)
+	switch {
+	case err != nil:
+		p.logger.WarnContext(ctx, "complete the batch; the reconciler will", "error", err)
+	case completed:
+		p.logger.InfoContext(ctx, "batch completed")
+	}
 	return nil
 }
 

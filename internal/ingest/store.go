@@ -107,10 +107,12 @@ func (s *Store) create(ctx context.Context, b newBatch, records []Record, before
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 
+	// A new batch has counted nothing: its counters are the zeros here.
 	batch, err := scanBatch(tx.QueryRow(ctx, `
 		INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
 		VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7)
-		RETURNING `+batchColumns, b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256))
+		RETURNING id, business_id, provider, status, total_records, 0, 0, 0, created_at, updated_at, started_at, completed_at`,
+		b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256))
 	if database.IsUniqueViolation(err, "batches_business_id_idempotency_key_key") {
 		return Batch{}, errKeyTaken
 	}
@@ -142,7 +144,7 @@ func (s *Store) create(ctx context.Context, b newBatch, records []Record, before
 
 // Get returns the business's batch id, or ErrBatchNotFound.
 func (s *Store) Get(ctx context.Context, business, id uuid.UUID) (Batch, error) {
-	b, err := scanBatch(s.pool.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches WHERE id = $1 AND business_id = $2`, id, business))
+	b, err := scanBatch(s.pool.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1 AND business_id = $2`, id, business))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Batch{}, ErrBatchNotFound
 	}
@@ -152,8 +154,9 @@ func (s *Store) Get(ctx context.Context, business, id uuid.UUID) (Batch, error) 
 	return b, nil
 }
 
+// batchColumns are read from the view batch_progress, which sums the counters.
 const batchColumns = `id, business_id, provider, status, total_records, succeeded_records, failed_records,
-	cancelled_records, created_at, updated_at, started_at, completed_at`
+	cancelled_records, created_at, progressed_at, started_at, completed_at`
 
 func scanBatch(row pgx.Row) (Batch, error) {
 	var b Batch
@@ -170,37 +173,41 @@ func nullable(s string) *string {
 	return &s
 }
 
-// pendingRecord is a record as the import task needs it.
+// pendingRecord is a record with its batch's state, for the import task to
+// find out why it could not claim the record.
 type pendingRecord struct {
-	BusinessID     uuid.UUID
-	BatchStatus    string
-	Status         string
-	ExternalID     uuid.UUID
-	ShareToken     string
-	ApplicantLevel string
-	Attempts       int
-	Answered       int
+	BusinessID  uuid.UUID
+	BatchStatus string
+	Status      string
+	ExternalID  uuid.UUID
+	Attempts    int
+	Answered    int
+	// LeaseLeft is how long the last attempt, if unanswered, may still be in flight.
+	LeaseLeft time.Duration
 }
 
 // errNoRecord says a task names a record that does not exist (its batch was deleted).
 var errNoRecord = errors.New("record not found")
 
 // record returns a record with its batch's state.
-func (s *Store) record(ctx context.Context, batchID uuid.UUID, row int) (pendingRecord, error) {
+func (s *Store) record(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (pendingRecord, error) {
 	var r pendingRecord
-	var token, level *string
+	var left *time.Duration
 	err := s.pool.QueryRow(ctx, `
-		SELECT b.business_id, b.status, r.status, r.external_id, r.share_token, r.applicant_level, r.attempts, r.answered_attempts
+		SELECT b.business_id, b.status, r.status, r.external_id, r.attempts, r.answered_attempts,
+			r.last_attempt_at + $3::interval - now()
 		FROM batch_records r JOIN batches b ON b.id = r.batch_id
-		WHERE r.batch_id = $1 AND r.row_number = $2`, batchID, row).
-		Scan(&r.BusinessID, &r.BatchStatus, &r.Status, &r.ExternalID, &token, &level, &r.Attempts, &r.Answered)
+		WHERE r.batch_id = $1 AND r.row_number = $2`, batchID, row, lease).
+		Scan(&r.BusinessID, &r.BatchStatus, &r.Status, &r.ExternalID, &r.Attempts, &r.Answered, &left)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, errNoRecord
 	}
 	if err != nil {
 		return r, fmt.Errorf("load record %s: %w", recordTaskID(batchID, row), err)
 	}
-	r.ShareToken, r.ApplicantLevel = deref(token), deref(level)
+	if left != nil && r.Attempts > r.Answered {
+		r.LeaseLeft = max(*left, 0)
+	}
 	return r, nil
 }
 
@@ -215,38 +222,39 @@ func (s *Store) entityExists(ctx context.Context, business, externalID uuid.UUID
 	return ok, nil
 }
 
-// markAttempt records, before the call, that a Sumsub call starts for the
-// record, and returns the attempt's number. It returns 0 when the record is
-// no longer to be sent (finished meanwhile, or its batch cancelled), and
-// busy > 0, marking nothing, while an earlier attempt is unanswered and
-// younger than lease: another task may be calling Sumsub for the record.
-func (s *Store) markAttempt(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (attempt int, busy time.Duration, err error) {
+// claimed is a record whose attempt is marked, as the Sumsub call needs it.
+type claimed struct {
+	Attempt        int // this attempt's number, from 1
+	Answered       int // attempts before it whose answer is known
+	ShareToken     string
+	ApplicantLevel string
+}
+
+// claim marks, before the call, that a Sumsub call starts for the record, in
+// one statement on the common path: the record is pending, its batch in
+// progress, its entity exists, and no earlier attempt may be in flight (one
+// unanswered and younger than lease: another task may be calling Sumsub for
+// the record, as when the reconciler re-enqueued a task Redis lost). ok is
+// false, and nothing marked, when any of these fails; record tells which.
+func (s *Store) claim(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (c claimed, ok bool, err error) {
+	var token, level *string
 	err = s.pool.QueryRow(ctx, `
 		UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now()
 		FROM batches b
 		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
 		  AND b.id = r.batch_id AND b.status = 'in_progress'
 		  AND (r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - $3::interval)
-		RETURNING r.attempts`, batchID, row, lease).Scan(&attempt)
-	if err == nil {
-		return attempt, 0, nil
+		  AND EXISTS (SELECT 1 FROM entities e WHERE e.business_id = b.business_id AND e.external_id = r.external_id)
+		RETURNING r.attempts, r.answered_attempts, r.share_token, r.applicant_level`, batchID, row, lease).
+		Scan(&c.Attempt, &c.Answered, &token, &level)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, fmt.Errorf("mark attempt of %s: %w", recordTaskID(batchID, row), err)
+	if err != nil {
+		return c, false, fmt.Errorf("claim %s: %w", recordTaskID(batchID, row), err)
 	}
-	var left time.Duration
-	err = s.pool.QueryRow(ctx, `
-		SELECT r.last_attempt_at + $3::interval - now()
-		FROM batch_records r JOIN batches b ON b.id = r.batch_id
-		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending' AND b.status = 'in_progress'`,
-		batchID, row, lease).Scan(&left)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, 0, nil
-	case err != nil:
-		return 0, 0, fmt.Errorf("read attempt of %s: %w", recordTaskID(batchID, row), err)
-	}
-	return 0, max(left, 100*time.Millisecond), nil
+	c.ShareToken, c.ApplicantLevel = deref(token), deref(level)
+	return c, true, nil
 }
 
 // unmarkAttempt takes back an attempt marked for a call that was not made.
@@ -299,136 +307,142 @@ const (
 	msgOutcomeUnknown     = "the answer to an earlier attempt was lost and the share token has since been used: check the applicant in Sumsub"
 	// maxStoredMessageLength bounds an error message kept on a record.
 	maxStoredMessageLength = 1000
-	cardTokenUniqueIndex   = "entities_business_id_card_processor_public_token_key"
 )
 
 // finish stores a record's outcome, the entity's new state and the batch's
-// counters in one transaction; the last record completes the batch. It tops
-// the batch's window up and returns the rows to enqueue once committed. A
-// record that is already final is left alone (a task delivered twice):
-// done is false then.
+// counters, and tops the batch's window up, in one round trip: the statements
+// go as one pipelined batch, which PostgreSQL runs as one implicit
+// transaction. It returns the rows to enqueue. A record that is already final
+// is left alone (a task delivered twice): done is false then. The caller
+// then calls completeIfDone.
+//
+// The record is locked first, so a concurrent finish of the same record
+// waits, then finds it final. The entity takes the card token unless another
+// entity of the business holds it; the record then fails with
+// DUPLICATE_CARD_PROCESSOR_TOKEN, and with ENTITY_NOT_FOUND if the entity was
+// deleted while the call was in flight. Two entities taking one token at the
+// same instant violate the unique index: the transaction fails, and the
+// caller's retry finds the token held.
 func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome, window int) (next []int, done bool, err error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-
-	var business, externalID uuid.UUID
-	var card *string
-	err = tx.QueryRow(ctx, `
-		SELECT b.business_id, r.external_id, r.card_processor_public_token
-		FROM batch_records r JOIN batches b ON b.id = r.batch_id
-		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
-		FOR UPDATE OF r`, batchID, row).Scan(&business, &externalID, &card)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("lock record: %w", err)
-	}
-
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM batch_records WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' FOR UPDATE`, batchID, row)
 	if o.ApplicantID != "" {
-		if o, err = updateEntity(ctx, tx, business, externalID, card, o); err != nil {
-			return nil, false, err
-		}
+		b.Queue(`
+			UPDATE entities e SET sumsub_applicant_id = $3, kyc_status = $4, updated_at = now(),
+				card_processor_public_token = CASE
+					WHEN r.card_processor_public_token IS NULL OR EXISTS (
+						SELECT 1 FROM entities o WHERE o.business_id = e.business_id
+						  AND o.card_processor_public_token = r.card_processor_public_token AND o.id <> e.id)
+					THEN e.card_processor_public_token
+					ELSE r.card_processor_public_token END
+			FROM batch_records r JOIN batches b ON b.id = r.batch_id
+			WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
+			  AND e.business_id = b.business_id AND e.external_id = r.external_id`,
+			batchID, row, o.ApplicantID, o.KYCStatus)
 	}
-	_, err = tx.Exec(ctx, `
-		UPDATE batch_records SET status = $3, applicant_id = $4, review_status = $5, review_answer = $6,
-			error_code = $7, error_message = $8, processed_at = now(), share_token = NULL,
-			answered_attempts = CASE WHEN $3 = 'cancelled' THEN answered_attempts ELSE attempts END
-		WHERE batch_id = $1 AND row_number = $2`,
+	// The outcome, corrected as the entity's update turned out, and counted.
+	b.Queue(`
+		WITH fate AS (
+			SELECT r.batch_id, r.row_number, CASE
+				WHEN $9 = '' THEN NULL
+				WHEN e.id IS NULL THEN $10
+				WHEN r.card_processor_public_token IS NOT NULL
+				  AND e.card_processor_public_token IS DISTINCT FROM r.card_processor_public_token THEN $11
+				END AS failure
+			FROM batch_records r JOIN batches b ON b.id = r.batch_id
+			LEFT JOIN entities e ON e.business_id = b.business_id AND e.external_id = r.external_id
+			WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
+		), stored AS (
+			UPDATE batch_records r SET
+				status = CASE WHEN fate.failure IS NULL THEN $3 ELSE 'failed' END,
+				applicant_id = $4, review_status = $5, review_answer = $6,
+				error_code = CASE fate.failure WHEN $10 THEN $12 WHEN $11 THEN $13 ELSE $7 END,
+				error_message = CASE fate.failure WHEN $10 THEN $14 WHEN $11 THEN $15 ELSE $8 END,
+				processed_at = now(), share_token = NULL,
+				answered_attempts = CASE WHEN $3 = 'cancelled' THEN answered_attempts ELSE attempts END
+			FROM fate WHERE r.batch_id = fate.batch_id AND r.row_number = fate.row_number
+			RETURNING r.status
+		), counted AS (
+			INSERT INTO batch_counters AS c (batch_id, slot, succeeded, failed, cancelled)
+			SELECT $1, $2 % 16, (status = 'succeeded')::int, (status = 'failed')::int, (status = 'cancelled')::int FROM stored
+			ON CONFLICT (batch_id, slot) DO UPDATE SET
+				succeeded = c.succeeded + excluded.succeeded, failed = c.failed + excluded.failed,
+				cancelled = c.cancelled + excluded.cancelled, updated_at = now()
+		)
+		SELECT count(*) FROM stored`,
 		batchID, row, o.Status, nullable(o.ApplicantID), nullable(o.ReviewStatus), nullable(o.ReviewAnswer),
-		nullable(o.ErrorCode), nullable(truncate(o.ErrorMessage, maxStoredMessageLength)))
-	if err != nil {
-		return nil, false, fmt.Errorf("store outcome: %w", err)
-	}
-	var succeeded, failed, cancelled int
-	switch o.Status {
-	case "succeeded":
-		succeeded = 1
-	case "failed":
-		failed = 1
-	default:
-		cancelled = 1
-	}
-	var status string
-	err = tx.QueryRow(ctx, `
-		UPDATE batches SET
-			succeeded_records = succeeded_records + $2,
-			failed_records = failed_records + $3,
-			cancelled_records = cancelled_records + $4,
-			status = CASE WHEN status = 'in_progress'
-				AND succeeded_records + failed_records + cancelled_records + $2 + $3 + $4 >= total_records
-				THEN 'completed' ELSE status END,
-			completed_at = CASE WHEN status = 'in_progress'
-				AND succeeded_records + failed_records + cancelled_records + $2 + $3 + $4 >= total_records
-				THEN now() ELSE completed_at END,
-			updated_at = now()
-		WHERE id = $1
-		RETURNING status`, batchID, succeeded, failed, cancelled).Scan(&status)
-	if err != nil {
-		return nil, false, fmt.Errorf("count outcome: %w", err)
-	}
-	if status == "in_progress" {
-		if next, err = topUp(ctx, tx, batchID, window); err != nil {
-			return nil, false, err
+		nullable(o.ErrorCode), nullable(truncate(o.ErrorMessage, maxStoredMessageLength)),
+		o.ApplicantID, "entity", "card", CodeEntityNotFound, CodeDuplicateCardToken, msgEntityNotFound, msgDuplicateCardToken)
+	b.Queue(topUpSQL, batchID, window)
+
+	results := s.pool.SendBatch(ctx, b)
+	defer results.Close()
+	for range b.Len() - 2 { // the lock and the entity's update
+		if _, err := results.Exec(); err != nil {
+			return nil, false, fmt.Errorf("store outcome of %s: %w", recordTaskID(batchID, row), err)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, false, fmt.Errorf("commit outcome: %w", err)
+	var stored int
+	if err := results.QueryRow().Scan(&stored); err != nil {
+		return nil, false, fmt.Errorf("store outcome of %s: %w", recordTaskID(batchID, row), err)
+	}
+	rows, err := results.Query()
+	if err == nil {
+		next, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("top up window of %s: %w", batchID, err)
+	}
+	if err := results.Close(); err != nil {
+		return nil, false, fmt.Errorf("commit outcome of %s: %w", recordTaskID(batchID, row), err)
+	}
+	if stored == 0 {
+		return nil, false, nil
 	}
 	return next, true, nil
 }
 
-// updateEntity links the imported applicant to the entity. The card token is
-// unique per business: when another entity holds it, the entity keeps its
-// applicant but not the token, and the record fails.
-func updateEntity(ctx context.Context, tx pgx.Tx, business, externalID uuid.UUID, card *string, o outcome) (outcome, error) {
-	const update = `
-		UPDATE entities SET sumsub_applicant_id = $3, kyc_status = $4,
-			card_processor_public_token = COALESCE($5, card_processor_public_token), updated_at = now()
-		WHERE business_id = $1 AND external_id = $2`
-	if _, err := tx.Exec(ctx, "SAVEPOINT entity"); err != nil {
-		return o, fmt.Errorf("savepoint: %w", err)
+// completeIfDone completes the batch if it is in progress and every record of
+// it is counted, and reports whether it did. It runs after the commit of each
+// outcome, so of two records finishing at once, the check that starts last
+// sees both. A worker dying in between leaves the batch to the reconciler,
+// whose start completes it.
+func (s *Store) completeIfDone(ctx context.Context, batchID uuid.UUID) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE batches SET status = 'completed', completed_at = now(), updated_at = now()
+		WHERE id = $1 AND status = 'in_progress'
+		  AND total_records <= (
+			SELECT coalesce(sum(succeeded + failed + cancelled), 0) FROM batch_counters WHERE batch_id = $1)`, batchID)
+	if err != nil {
+		return false, fmt.Errorf("complete batch %s: %w", batchID, err)
 	}
-	tag, err := tx.Exec(ctx, update, business, externalID, o.ApplicantID, o.KYCStatus, card)
-	if database.IsUniqueViolation(err, cardTokenUniqueIndex) {
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT entity"); err != nil {
-			return o, fmt.Errorf("rollback to savepoint: %w", err)
-		}
-		if tag, err = tx.Exec(ctx, update, business, externalID, o.ApplicantID, o.KYCStatus, nil); err != nil {
-			return o, fmt.Errorf("update entity %s: %w", externalID, err)
-		}
-		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeDuplicateCardToken, msgDuplicateCardToken
-	} else if err != nil {
-		return o, fmt.Errorf("update entity %s: %w", externalID, err)
-	}
-	if tag.RowsAffected() == 0 { // deleted while its record was in flight
-		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeEntityNotFound, msgEntityNotFound
-	}
-	return o, nil
+	return tag.RowsAffected() > 0, nil
 }
 
 // topUp moves the batch's next records into its window of queued tasks, up to
-// window records, and returns their rows. Callers hold the batch row's lock
-// (they have just updated it), so concurrent top-ups of one batch are serialised.
+// window records, and returns their rows; a batch not in progress gets none.
+// Two records of one batch finishing at once may each add one, so the window
+// can overshoot by the records finishing concurrently, never more; SKIP
+// LOCKED keeps them from queueing the same row.
 //
 // Shortest remaining first: while another batch in progress has fewer records
 // left, this one keeps a single record queued. A 10-record batch uploaded
 // beside a 5,000-record one then takes most of the rate and finishes in about
 // the time it would alone, and the large batch never stops.
-func topUp(ctx context.Context, tx pgx.Tx, batchID uuid.UUID, window int) ([]int, error) {
-	rows, err := tx.Query(ctx, `
+const topUpSQL = `
 		WITH me AS (
-			SELECT total_records - succeeded_records - failed_records - cancelled_records AS remaining
-			FROM batches WHERE id = $1
+			SELECT status, total_records - succeeded_records - failed_records - cancelled_records AS remaining
+			FROM batch_progress WHERE id = $1
 		), share AS (
-			SELECT CASE WHEN EXISTS (
-				SELECT 1 FROM batches o, me
-				WHERE o.status = 'in_progress' AND o.id <> $1
-				  AND o.total_records - o.succeeded_records - o.failed_records - o.cancelled_records < me.remaining
-			) THEN 1 ELSE $2 END AS size
+			SELECT CASE
+				WHEN me.status <> 'in_progress' THEN 0
+				WHEN EXISTS (
+					SELECT 1 FROM batch_progress o
+					WHERE o.status = 'in_progress' AND o.id <> $1
+					  AND o.total_records - o.succeeded_records - o.failed_records - o.cancelled_records < me.remaining
+				) THEN 1
+				ELSE $2 END AS size
+			FROM me
 		), inflight AS (
 			SELECT count(*) AS n FROM batch_records
 			WHERE batch_id = $1 AND status = 'pending' AND queued_at IS NOT NULL
@@ -437,10 +451,14 @@ func topUp(ctx context.Context, tx pgx.Tx, batchID uuid.UUID, window int) ([]int
 			WHERE batch_id = $1 AND status = 'pending' AND queued_at IS NULL
 			ORDER BY row_number
 			LIMIT GREATEST((SELECT size FROM share) - (SELECT n FROM inflight), 0)
+			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE batch_records r SET queued_at = now()
 		FROM next WHERE r.batch_id = $1 AND r.row_number = next.row_number
-		RETURNING r.row_number`, batchID, window)
+		RETURNING r.row_number`
+
+func topUp(ctx context.Context, tx pgx.Tx, batchID uuid.UUID, window int) ([]int, error) {
+	rows, err := tx.Query(ctx, topUpSQL, batchID, window)
 	if err != nil {
 		return nil, fmt.Errorf("top up window of %s: %w", batchID, err)
 	}
@@ -513,14 +531,17 @@ func (s *Store) cancel(ctx context.Context, business, batchID uuid.UUID) (Batch,
 			return Batch{}, fmt.Errorf("cancel records of %s: %w", batchID, err)
 		}
 		_, err = tx.Exec(ctx, `
-			UPDATE batches SET status = 'cancelled', cancelled_records = cancelled_records + $2,
-				completed_at = now(), updated_at = now()
+			WITH counted AS (
+				INSERT INTO batch_counters AS c (batch_id, slot, cancelled) VALUES ($1, 0, $2)
+				ON CONFLICT (batch_id, slot) DO UPDATE SET cancelled = c.cancelled + excluded.cancelled, updated_at = now()
+			)
+			UPDATE batches SET status = 'cancelled', completed_at = now(), updated_at = now()
 			WHERE id = $1`, batchID, tag.RowsAffected())
 		if err != nil {
 			return Batch{}, fmt.Errorf("cancel batch %s: %w", batchID, err)
 		}
 	}
-	b, err := scanBatch(tx.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches WHERE id = $1`, batchID))
+	b, err := scanBatch(tx.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1`, batchID))
 	if err != nil {
 		return Batch{}, fmt.Errorf("read batch %s: %w", batchID, err)
 	}

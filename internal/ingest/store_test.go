@@ -10,10 +10,11 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database/dbtest"
 )
 
-// TestAttemptLease: while one task's call for a record is unanswered, a second
-// task for the record (the reconciler's, after Redis lost the first) is told
-// to wait, until the answer is stored or the lease is over.
-func TestAttemptLease(t *testing.T) {
+// TestClaim: while one task's call for a record is unanswered, a second task
+// for the record (the reconciler's, after Redis lost the first) cannot claim
+// it until the answer is stored or the lease is over; nor can any task claim
+// a record whose entity is gone.
+func TestClaim(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
@@ -22,41 +23,59 @@ func TestAttemptLease(t *testing.T) {
 		WITH b AS (INSERT INTO businesses (id, name) VALUES ($1, 'lease')),
 		batch AS (
 			INSERT INTO batches (id, business_id, idempotency_key, provider, status, total_records, file_key, file_size, file_sha256)
-			VALUES ($2, $1, 'lease', 'sumsub', 'in_progress', 1, 'x', 0, ''))
-		INSERT INTO batch_records (batch_id, row_number, external_id, share_token) VALUES ($2, 2, gen_random_uuid(), 'tok')`, business, batch)
+			VALUES ($2, $1, 'lease', 'sumsub', 'in_progress', 1, 'x', 0, '')),
+		entity AS (INSERT INTO entities (id, business_id, external_id, type) VALUES (gen_random_uuid(), $1, $3, 'INDIVIDUAL'))
+		INSERT INTO batch_records (batch_id, row_number, external_id, share_token) VALUES ($2, 2, $3, 'tok')`, business, batch, uuid.New())
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := NewStore(pool)
-	mark := func(lease time.Duration) (int, time.Duration) {
+	claim := func(lease time.Duration) int {
 		t.Helper()
-		attempt, busy, err := s.markAttempt(ctx, batch, 2, lease)
+		c, ok, err := s.claim(ctx, batch, 2, lease)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return attempt, busy
+		if !ok {
+			return 0
+		}
+		return c.Attempt
+	}
+	leaseLeft := func(lease time.Duration) time.Duration {
+		t.Helper()
+		rec, err := s.record(ctx, batch, 2, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.LeaseLeft
 	}
 
-	if attempt, busy := mark(time.Minute); attempt != 1 || busy != 0 {
-		t.Fatalf("first attempt: %d, busy %s; want 1, not busy", attempt, busy)
+	if attempt := claim(time.Minute); attempt != 1 {
+		t.Fatalf("first claim: attempt %d, want 1", attempt)
 	}
-	if attempt, busy := mark(time.Minute); attempt != 0 || busy < 59*time.Second || busy > time.Minute {
-		t.Fatalf("second task while the first call is unanswered: attempt %d, busy %s; want told to wait about a minute", attempt, busy)
+	if attempt, left := claim(time.Minute), leaseLeft(time.Minute); attempt != 0 || left < 59*time.Second || left > time.Minute {
+		t.Fatalf("second task while the first call is unanswered: attempt %d, lease left %s; want unclaimed, about a minute left", attempt, left)
 	}
 	if err := s.markAnswered(ctx, batch, 2); err != nil {
 		t.Fatal(err)
 	}
-	if attempt, busy := mark(time.Minute); attempt != 2 || busy != 0 {
-		t.Fatalf("after the answer: attempt %d, busy %s; want 2", attempt, busy)
+	if left := leaseLeft(time.Minute); left != 0 {
+		t.Fatalf("answered: lease left %s, want 0", left)
+	}
+	if attempt := claim(time.Minute); attempt != 2 {
+		t.Fatalf("after the answer: attempt %d, want 2", attempt)
 	}
 	// Unanswered, but older than the lease: that call is over (its worker died).
-	if attempt, busy := mark(0); attempt != 3 || busy != 0 {
-		t.Fatalf("after the lease: attempt %d, busy %s; want 3", attempt, busy)
+	if attempt := claim(0); attempt != 3 {
+		t.Fatalf("after the lease: attempt %d, want 3", attempt)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE batches SET status = 'cancelled' WHERE id = $1`, batch); err != nil {
+	if _, err := pool.Exec(ctx, `DELETE FROM entities`); err != nil {
 		t.Fatal(err)
 	}
-	if attempt, busy := mark(0); attempt != 0 || busy != 0 {
-		t.Fatalf("cancelled batch: attempt %d, busy %s; want nothing to send", attempt, busy)
+	if err := s.markAnswered(ctx, batch, 2); err != nil {
+		t.Fatal(err)
+	}
+	if attempt := claim(0); attempt != 0 {
+		t.Fatalf("entity deleted: attempt %d, want unclaimed", attempt)
 	}
 }

@@ -123,7 +123,7 @@ func (s *Store) currentStats(ctx context.Context, batchID uuid.UUID) (Stats, err
 	err := s.pool.QueryRow(ctx, `
 		SELECT total_records - succeeded_records - failed_records - cancelled_records,
 		       succeeded_records, failed_records + cancelled_records
-		FROM batches WHERE id = $1`, batchID).Scan(&st.Pending, &st.Available, &st.Failed)
+		FROM batch_progress WHERE id = $1`, batchID).Scan(&st.Pending, &st.Available, &st.Failed)
 	if err != nil {
 		return Stats{}, fmt.Errorf("count records of %s: %w", batchID, err)
 	}

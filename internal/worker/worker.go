@@ -109,7 +109,7 @@ func New(d Deps) (*Worker, error) {
 		DelayedTaskCheckInterval: 100 * time.Millisecond,
 		// An idle worker looks for new tasks this often (Asynq's default is
 		// 1 s): a batch's first records start promptly after its upload.
-		TaskCheckInterval: 100 * time.Millisecond,
+		TaskCheckInterval: 10 * time.Millisecond,
 		Logger:            asynqLogger,
 		LogLevel:          asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {

@@ -50,7 +50,7 @@ func checkCounters(t *testing.T, e *apitest.Env, batchID string) {
 	var mismatch, tokensLeft int
 	err := e.Pool.QueryRow(context.Background(), `
 		SELECT
-			(SELECT count(*) FROM batches b WHERE b.id = $1 AND (
+			(SELECT count(*) FROM batch_progress b WHERE b.id = $1 AND (
 				b.succeeded_records <> (SELECT count(*) FROM batch_records WHERE batch_id = $1 AND status = 'succeeded') OR
 				b.failed_records <> (SELECT count(*) FROM batch_records WHERE batch_id = $1 AND status = 'failed') OR
 				b.cancelled_records <> (SELECT count(*) FROM batch_records WHERE batch_id = $1 AND status = 'cancelled'))),

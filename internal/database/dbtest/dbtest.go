@@ -102,7 +102,7 @@ func dropAtCleanup(tb testing.TB, name string) {
 // Pool is URL plus an open pool, closed when the test ends.
 func Pool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := database.Open(context.Background(), URL(tb))
+	pool, err := database.Open(context.Background(), URL(tb), 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func makeTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+building); err != nil {
 		return "", err
 	}
-	pool, err := database.Open(ctx, withDatabase(serverURL(), building))
+	pool, err := database.Open(ctx, withDatabase(serverURL(), building), 0)
 	if err != nil {
 		return "", err
 	}
