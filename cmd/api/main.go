@@ -84,7 +84,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 
 // migrate applies the migrations: the deploy step before new code starts.
 func migrate(ctx context.Context, cfg config.Config, stdout io.Writer) error {
-	pool, err := database.Open(ctx, cfg.DatabaseURL)
+	pool, err := database.Open(ctx, cfg.DatabaseURL, 0)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func admin(ctx context.Context, cfg config.Config, cmd string, args []string, st
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pool, err := database.Open(ctx, cfg.DatabaseURL)
+	pool, err := database.Open(ctx, cfg.DatabaseURL, 0)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func TestAdminCommands(t *testing.T) {
 	}
 	key := strings.TrimSpace(out)
 
-	pool, err := database.Open(ctx, dbURL)
+	pool, err := database.Open(ctx, dbURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

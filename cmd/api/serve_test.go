@@ -38,7 +38,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	if err := st.EnsureBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := database.Open(ctx, dbURL)
+	pool, err := database.Open(ctx, dbURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
