@@ -39,6 +39,12 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
+	// pgx prepares every statement once per connection; with generic plans
+	// PostgreSQL plans it once too, instead of at every execution (the worker
+	// runs a handful of statements per record, and planning its CTEs cost
+	// more CPU than running them). Our queries are single-batch or
+	// single-row lookups whose best plan does not depend on the values.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	if maxConns > 0 && !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = maxConns
 	}
