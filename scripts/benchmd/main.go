@@ -27,9 +27,9 @@ type figure struct {
 	// and range.
 	show string
 	// target says what the figure must be; check decides it from the medians
-	// (nil: no target).
+	// and, for what must hold in every run, the largest values (nil: no target).
 	target string
-	check  func(m map[string]float64) bool
+	check  func(med, most map[string]float64) bool
 	cmd    string
 }
 
@@ -47,32 +47,32 @@ var figures = []figure{
 	{
 		what: "… upload ÷ `\\copy` (medians, side by side)", bench: "Upload5000Rows",
 		show:   "{ratio-p50} ×",
-		target: "≤ 3", check: func(m map[string]float64) bool { return m["ratio-p50"] <= 3 },
+		target: "≤ 3", check: func(m, _ map[string]float64) bool { return m["ratio-p50"] <= 3 },
 		cmd: "same",
 	},
 	{
 		what: "Rate-limit use, 1 worker process, limit 10/s, 60 s", bench: "RateUse/workers=1",
 		show:   "{use-ratio} of the limit, {429s} 429s, at most {max-in-1s} in any second",
-		target: "≥ 0.98 of the limit, 0 429s", check: rateUse,
+		target: "≥ 0.98 of the limit, 0 429s in every run", check: rateUse,
 		cmd: "RATE_SECONDS=60 go test ./cmd/worker -run '^$' -bench RateUse -benchtime 1x -count 3",
 	},
 	{
 		what: "Rate-limit use, 3 worker processes, limit 10/s, 60 s", bench: "RateUse/workers=3",
 		show:   "{use-ratio} of the limit, {429s} 429s, at most {max-in-1s} in any second",
-		target: "≥ 0.98 of the limit, 0 429s", check: rateUse,
+		target: "≥ 0.98 of the limit, 0 429s in every run", check: rateUse,
 		cmd: "same",
 	},
 	{
 		what: "Pipeline ceiling: 5,000 records, limit 5,000/s, simulator latency 0", bench: "PipelineCeiling",
 		show: "{records/s} records/s; bare Asynq {bare-tasks/s} no-op tasks/s; ratio {ratio}",
 		// The ratio is measured side by side in each run.
-		target: "≥ 0.25 of bare Asynq", check: func(m map[string]float64) bool { return m["ratio"] >= 0.25 },
+		target: "≥ 0.25 of bare Asynq", check: func(m, _ map[string]float64) bool { return m["ratio"] >= 0.25 },
 		cmd: "go test ./internal/worker -run '^$' -bench PipelineCeiling -benchtime 1x -count 5",
 	},
 	{
 		what: "Fairness: a 10-record batch, uploaded while a 5,000-record batch runs at 10/s", bench: "Fairness",
 		show:   "completed in {small-batch-s} s",
-		target: "≤ 2 s", check: func(m map[string]float64) bool { return m["small-batch-s"] <= 2 },
+		target: "≤ 2 s", check: func(m, _ map[string]float64) bool { return m["small-batch-s"] <= 2 },
 		cmd: "go test ./internal/worker -run '^$' -bench Fairness -benchtime 1x -count 5",
 	},
 	{
@@ -83,7 +83,7 @@ var figures = []figure{
 	{
 		what: "Report: 50,000 records", bench: "BuildReport/records=50000",
 		show:   "{ms-p50} ms to build, peak RSS +{rss-growth-MB} MB, peak heap +{MB-peak-heap-growth} MB, {B/record} B allocated per record",
-		target: "≤ 2 s, RSS growth ≤ 20 MB", check: func(m map[string]float64) bool { return m["ms-p50"] <= 2000 && m["rss-growth-MB"] <= 20 },
+		target: "≤ 2 s, RSS growth ≤ 20 MB", check: func(m, _ map[string]float64) bool { return m["ms-p50"] <= 2000 && m["rss-growth-MB"] <= 20 },
 		cmd: "same",
 	},
 	{
@@ -98,7 +98,8 @@ var figures = []figure{
 	},
 }
 
-func rateUse(m map[string]float64) bool { return m["use-ratio"] >= 0.98 && m["429s"] == 0 }
+// rateUse: the median run uses 98% of the limit, and no run got a 429.
+func rateUse(med, most map[string]float64) bool { return med["use-ratio"] >= 0.98 && most["429s"] == 0 }
 
 func main() {
 	chaos := flag.String("chaos", "", "a `make chaos` output to include")
@@ -205,13 +206,13 @@ func format(v float64) string {
 func write(w io.Writer, r runs, env map[string]string, chaos string) {
 	fmt.Fprintf(w, "# Benchmarks\n\n")
 	fmt.Fprintf(w, "Written by `make bench` on %s (%s/%s, %s). PostgreSQL, Redis, the S3 endpoint and the Sumsub\n",
-		time.Now().UTC().Format("2006-01-02"), env["goos"], env["goarch"], env["cpu"])
+		time.Now().UTC().Format("2006-01-02"), env["goos"], env["goarch"], strings.TrimSpace(env["cpu"]))
 	fmt.Fprintf(w, "simulator all run on this machine, over loopback. Each figure is the median of the runs (their range in\n")
 	fmt.Fprintf(w, "brackets); a ratio is measured side by side within each run, then its median taken.\n\n")
 	fmt.Fprintf(w, "| what | figure (median [min–max]) | target | command |\n|---|---|---|---|\n")
 	for _, f := range figures {
 		metrics := r[f.bench]
-		medians := map[string]float64{}
+		medians, most := map[string]float64{}, map[string]float64{}
 		runs, units := 0, 0
 		text := placeholder.ReplaceAllStringFunc(f.show, func(p string) string {
 			unit := p[1 : len(p)-1]
@@ -221,7 +222,7 @@ func write(w io.Writer, r runs, env map[string]string, chaos string) {
 				return "(not measured: " + unit + ")"
 			}
 			runs = max(runs, len(vs))
-			medians[unit] = median(vs)
+			medians[unit], most[unit] = median(vs), slices.Max(vs)
 			if len(vs) == 1 {
 				return format(medians[unit])
 			}
@@ -232,7 +233,7 @@ func write(w io.Writer, r runs, env map[string]string, chaos string) {
 			switch {
 			case len(medians) < units:
 				target = f.target + ": not measured"
-			case f.check(medians):
+			case f.check(medians, most):
 				target = f.target + ": **met**"
 			default:
 				target = f.target + ": **missed**"
@@ -271,4 +272,25 @@ const notes = `## Method
   (versitygw in its own process, so the RSS measured is the builder's); RSS growth is the
   kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs) minus VmRSS before.
 - Reads: 32 goroutines with keep-alive connections ` + "`GET`" + ` one batch's status as fast as they can.
+
+## Findings
+
+- Pipeline ceiling: with the simulator out of the way the machine's two cores are saturated, and
+  CPU per record decides. Counted per process over a run: PostgreSQL about 1.5 ms per record (the
+  claim, the outcome's pipelined transaction, the completion check), the Go process about 1.3 ms
+  (Asynq, pgx, the limiter, request signing and the simulator's half of each call) and Redis about
+  0.4 ms, against about 0.3 ms in all for a bare Asynq no-op task. What the benchmark found and the
+  product fixed on the way (340 → about 600 records/s): every record locked its batch's row to bump
+  the counters, so one batch's records finished one at a time (counters now in 16 slot rows); a
+  worker had 4 database connections for 20 tasks (now its concurrency + 4); a record took about 12
+  round trips to PostgreSQL (now 3: claim, one pipelined transaction, completion); PostgreSQL
+  re-planned the CTEs at every execution (now generic plans); completion scanned the batch's dead
+  index entries (now read from the counters). Going further would mean batching several records
+  per transaction.
+- Rate-limit use with 3 worker processes: one 429 in one of the three 60 s runs. The permit is
+  taken in Redis, then the request is sent; on 2 cores shared by 5 processes, a process can be
+  descheduled between the two for longer than the limiter's 10 ms margin. The record is retried
+  and nothing is lost; a wider margin would cost about 1% of the rate per 10 ms.
+- Chaos: the 429s "from the rate limit itself" follow the Redis flush, which also empties the
+  limiter's state, so the workers start a fresh window at once. Those records are retried.
 `
