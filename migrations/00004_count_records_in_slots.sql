@@ -34,7 +34,11 @@ COMMENT ON VIEW batch_progress IS 'Batches with their record counters summed ove
 -- The records of a batch's window: the top-up counts them at every record.
 CREATE INDEX batch_records_queued_idx ON batch_records (batch_id) WHERE status = 'pending' AND queued_at IS NOT NULL;
 
+-- A batch's failed records: the status's error summary groups them.
+CREATE INDEX batch_records_failed_idx ON batch_records (batch_id) WHERE status = 'failed';
+
 -- +goose Down
+DROP INDEX batch_records_failed_idx;
 DROP INDEX batch_records_queued_idx;
 DROP VIEW batch_progress;
 ALTER TABLE batches

@@ -663,10 +663,8 @@ func (s *Store) errorGroups(ctx context.Context, batchID uuid.UUID, limit int) (
 // send, for every batch of every business: they all share the Sumsub rate.
 func (s *Store) pendingWork(ctx context.Context) (map[uuid.UUID]int, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT r.batch_id, count(*) FROM batch_records r
-		WHERE r.status = 'pending'
-		  AND r.batch_id IN (SELECT id FROM batches WHERE status IN ('pending', 'in_progress'))
-		GROUP BY r.batch_id`)
+		SELECT id, total_records - succeeded_records - failed_records - cancelled_records FROM batch_progress
+		WHERE status IN ('pending', 'in_progress')`)
 	if err != nil {
 		return nil, fmt.Errorf("count pending work: %w", err)
 	}
