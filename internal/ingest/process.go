@@ -153,23 +153,38 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 		}
 		return p.finish(ctx, batchID, row, o)
 	}
-	// Sumsub refused the call without running it (429, 503): the token is unused.
-	if se.HTTPStatus == http.StatusTooManyRequests || se.HTTPStatus == http.StatusServiceUnavailable {
+	if se.Kind == sumsub.RateLimited {
+		return p.rateLimited(ctx, batchID, row, se)
+	}
+	// Sumsub refused the call without running it (503): the token is unused.
+	if se.HTTPStatus == http.StatusServiceUnavailable {
 		if err := p.store.markAnswered(context.WithoutCancel(ctx), batchID, row); err != nil {
 			return err
 		}
 	}
 	if rec.Attempt >= MaxAttempts {
-		o := outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
-			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", rec.Attempt, redact(se.Error(), rec.ShareToken))}
-		if se.Kind == sumsub.RateLimited {
-			o.ErrorCode = CodeSumsubRateLimited
-			o.ErrorMessage = fmt.Sprintf("Sumsub refused %d attempts with 429 Too Many Requests", rec.Attempt)
-		}
-		return p.finish(ctx, batchID, row, o)
+		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
+			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", rec.Attempt, redact(se.Error(), rec.ShareToken))})
 	}
 	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", rec.Attempt, "error", redact(se.Error(), rec.ShareToken))
 	return err
+}
+
+// rateLimited handles Sumsub's 429: the request was refused unrun, so the
+// attempt is taken back and does not count against MaxAttempts (a burst of
+// 429s must not fail records that Sumsub never looked at). The record fails
+// with SUMSUB_RATE_LIMITED only once the task's retries, spread over about ten
+// minutes (see the worker's retry delays), are spent.
+func (p *Processor) rateLimited(ctx context.Context, batchID uuid.UUID, row int, se *sumsub.Error) error {
+	if err := p.store.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); err != nil {
+		return err
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	if most, ok := asynq.GetMaxRetry(ctx); ok && retried >= most {
+		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeSumsubRateLimited,
+			ErrorMessage: fmt.Sprintf("Sumsub refused %d requests with 429 Too Many Requests", retried+1)})
+	}
+	return se
 }
 
 // storeRetry is how long a worker keeps trying to store an outcome. Sumsub's

@@ -198,9 +198,13 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 		return se.RetryAfter + rand.N(250*time.Millisecond)
 	}
 	if se != nil && se.Kind == sumsub.RateLimited {
-		// A 429 without Retry-After: Sumsub's window frees up within a second.
-		return 200*time.Millisecond + rand.N(800*time.Millisecond)
+		// A 429 without Retry-After: Sumsub's window frees up within a
+		// second, unless Sumsub is refusing for longer: 0.2 s doubling up to
+		// 30 s, so a record's retries (Asynq's budget) span about ten minutes.
+		backoff := min(200*time.Millisecond<<min(n, 8), 30*time.Second)
+		return backoff/2 + rand.N(backoff/2+1)
 	}
+
 	backoff := min(time.Second<<min(n, 10), 5*time.Minute)
 	return backoff/2 + rand.N(backoff/2+1)
 }
