@@ -32,11 +32,7 @@ func Start(tb testing.TB, env ...string) *Process {
 // test can run the processes a deployment runs side by side.
 func StartPackage(tb testing.TB, dir string, env ...string) *Process {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "cmd")
-	if out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput(); err != nil {
-		tb.Fatalf("build %s: %v\n%s", dir, err, out)
-	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(Build(tb, dir))
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -53,6 +49,18 @@ func StartPackage(tb testing.TB, dir string, env ...string) *Process {
 		<-p.exited
 	})
 	return p
+}
+
+// Build builds the command whose package directory is dir (relative to the
+// test's) into the test's temporary directory and returns the binary's path,
+// for tests that run it themselves (a CLI, with arguments).
+func Build(tb testing.TB, dir string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "cmd")
+	if out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", dir, err, out)
+	}
+	return bin
 }
 
 // FreeAddr returns a loopback address no one listens on, for the process to take.
