@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kycbatch/kycbatch/internal/proctest"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
@@ -37,7 +38,7 @@ const businesses = 3
 func TestChaos(t *testing.T) {
 	records, rate := envInt(t, "CHAOS_RECORDS", 400), envInt(t, "CHAOS_RATE", 50)
 	ctx := context.Background()
-	bin := build(t, "api", "worker", "sumsubsim")
+	apiBin, workerBin, simBin := proctest.Build(t, "../../cmd/api"), proctest.Build(t, "../../cmd/worker"), proctest.Build(t, "../../cmd/sumsubsim")
 	pg := startPostgres(t)
 	pg.createDatabase(t, "kycbatch")
 	redisURL, rdb := startRedis(t)
@@ -58,7 +59,7 @@ func TestChaos(t *testing.T) {
 	// imports answered after 5 s, past the workers' 3 s timeout: those
 	// answers are lost.
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	sim := newProc(t, "sumsubsim", nil, bin+"/sumsubsim", "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms",
+	sim := newProc(t, "sumsubsim", nil, simBin, "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms",
 		"-fail-rate", "0.1", "-stall-rate", "0.01", "-stall", "5s", "-burst-every", "7s", "-burst-for", "500ms", "-seed", "1")
 	sim.start(t)
 	simURL := "http://" + simAddr
@@ -73,19 +74,19 @@ func TestChaos(t *testing.T) {
 		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=3s",
 		"RECONCILE_INTERVAL=2s", "SHUTDOWN_TIMEOUT=2s", "LOG_LEVEL=warn", "HTTP_ADDR=" + apiAddr,
 	}
-	run(t, env, bin+"/api", "migrate")
+	run(t, env, apiBin, "migrate")
 	keys := make([]string, businesses)
 	for i := range keys {
-		keys[i] = run(t, env, bin+"/api", "create-api-key", "--business", fmt.Sprintf("chaos-%d", i))
+		keys[i] = run(t, env, apiBin, "create-api-key", "--business", fmt.Sprintf("chaos-%d", i))
 	}
-	api := newProc(t, "api", env, bin+"/api", "serve")
+	api := newProc(t, "api", env, apiBin, "serve")
 	api.start(t)
 	c := &client{base: "http://" + apiAddr}
 	waitReady(t, c.base+"/readyz")
 	workers := make([]*proc, 2)
 	for i := range workers {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		workers[i] = newProc(t, fmt.Sprintf("worker %d", i+1), append(env, "WORKER_METRICS_ADDR="+addr), bin+"/worker")
+		workers[i] = newProc(t, fmt.Sprintf("worker %d", i+1), append(env, "WORKER_METRICS_ADDR="+addr), workerBin)
 		workers[i].start(t)
 		waitReady(t, "http://"+addr+"/readyz")
 	}

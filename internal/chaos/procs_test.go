@@ -5,27 +5,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// build compiles the service's commands into a temporary directory.
-func build(t *testing.T, cmds ...string) (dir string) {
-	t.Helper()
-	dir = t.TempDir()
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	for _, c := range cmds {
-		args = append(args, "github.com/kycbatch/kycbatch/cmd/"+c)
-	}
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
 
 // proc is one service process, which the suite kills and starts again.
 type proc struct {
