@@ -43,6 +43,10 @@ const window = time.Second
 // 429 and Retry-After covers that rare case.
 const margin = 10 * time.Millisecond
 
+// staleGrant is how long a permit's round trip to Redis may take before the
+// permit is dropped as too late to use (see Wait).
+const staleGrant = margin / 2
+
 // earliness is how long before its theoretical arrival time (TAT) a permit
 // may be granted: the GCRA's tolerance.
 //
@@ -149,7 +153,15 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 			return fmt.Errorf("ask Redis for a %q permit: %w", l.key, err)
 		}
 		if res.Allowed > 0 {
-			return nil
+			// A grant whose answer took longer than half the margin to
+			// reach us (a busy Redis, or this goroutine not scheduled)
+			// is already late: sent now, its request could arrive past
+			// the margin and meet a 429. It is dropped, unused, and
+			// the next one taken.
+			if time.Since(sent) <= staleGrant {
+				return nil
+			}
+			continue
 		}
 		// Redis measured RetryAfter from when it ran the script, after
 		// sent; counting from sent rather than from now keeps the round

@@ -81,7 +81,13 @@ func New(cfg Config) *Client {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	hc := &http.Client{}
+	// Connections to Sumsub are kept for every task that may be calling at
+	// once: with the default two idle connections per host, most calls of a
+	// busy worker would dial first, and a dial between the rate-limit permit
+	// and the request delays it past the limiter's margin (a 429).
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = maxIdleConns
+	hc := &http.Client{Transport: transport}
 	if cfg.HTTPClient != nil {
 		copied := *cfg.HTTPClient
 		hc = &copied
@@ -90,6 +96,9 @@ func New(cfg Config) *Client {
 	c.hc = hc
 	return c
 }
+
+// maxIdleConns is how many idle connections to Sumsub a client keeps.
+const maxIdleConns = 128
 
 // Applicant is the applicant a share token was imported as, on our side.
 type Applicant struct {
