@@ -78,7 +78,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	m := metrics.New()
 	m.WatchQueues(asynq.NewInspectorFromRedisClient(a.Redis))
 	m.WatchBatches(a.Pool, logger)
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring, SumsubWebhookSecret: cfg.Sumsub.WebhookSecret})
 	return app.Serve(ctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 30*time.Second, logger)
 }
 

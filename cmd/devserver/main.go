@@ -69,6 +69,14 @@ const (
 
 const devBusiness = "dev"
 
+// The Sumsub webhook loop in development: the simulator signs its review
+// webhooks with devWebhookSecret (unless SUMSUB_WEBHOOK_SECRET says
+// otherwise) and sends them to this API devWebhookDelay after an import.
+const (
+	devWebhookSecret = sumsubsim.DevWebhookSecret
+	devWebhookDelay  = 5 * time.Second
+)
+
 func loadConfig(getenv func(string) string) (devConfig, error) {
 	cfg, err := config.Load(getenv)
 	c := devConfig{
@@ -90,6 +98,10 @@ func loadConfig(getenv func(string) string) (devConfig, error) {
 	c.SimLatency = latency
 	if !c.Monitoring.Enabled() { // the dashboard is on in development, with known credentials
 		c.Monitoring.User, c.Monitoring.Password = devMonitoringUser, devMonitoringPassword
+	}
+	c.Sumsub.WebhookSecret = orDefault(c.Sumsub.WebhookSecret, devWebhookSecret)
+	if strings.TrimSpace(getenv("WEBHOOK_ALLOW_PRIVATE_URLS")) == "" { // webhook receivers on localhost are the norm in development
+		c.Webhooks.AllowPrivateURLs = true
 	}
 	return c, err
 }
@@ -139,6 +151,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
 	}
+	// The simulator's review webhooks come back to this API.
+	sim.SetWebhook(sumsubsim.Webhook{URL: "http://" + ln.Addr().String() + "/webhooks/sumsub", Secret: cfg.Sumsub.WebhookSecret, Delay: devWebhookDelay})
+	defer sim.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return app.Serve(gctx, &http.Server{Handler: s3Handler, ReadHeaderTimeout: 10 * time.Second}, s3ln, 5*time.Second, logger)
@@ -158,7 +173,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring})
+	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring, SumsubWebhookSecret: cfg.Sumsub.WebhookSecret})
 	g.Go(func() error {
 		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
 	})

@@ -86,19 +86,21 @@ func TestDevServerServesTheWalkthrough(t *testing.T) {
 	}
 	res.Body.Close()
 
-	ext := uuid.NewString()
-	req, _ := http.NewRequest(http.MethodPost, apiURL+"/entity", strings.NewReader(`{"externalId":"`+ext+`","type":"INDIVIDUAL"}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	if code := status(t, req); code != http.StatusCreated {
-		t.Fatalf("create entity: %d", code)
+	ext, pending := uuid.NewString(), uuid.NewString()
+	for _, id := range []string{ext, pending} {
+		req, _ := http.NewRequest(http.MethodPost, apiURL+"/entity", strings.NewReader(`{"externalId":"`+id+`","type":"INDIVIDUAL"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		if code := status(t, req); code != http.StatusCreated {
+			t.Fatalf("create entity: %d", code)
+		}
 	}
 
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, _ := mw.CreateFormFile("file", "batch.csv")
-	fmt.Fprintf(fw, "externalId,shareToken\n%s,tok-dev\n", ext)
+	fmt.Fprintf(fw, "externalId,shareToken\n%s,tok-dev\n%s,sim-pending-dev\n", ext, pending)
 	mw.Close()
-	req, _ = http.NewRequest(http.MethodPost, apiURL+"/entity/kyc/import/batch", &body)
+	req, _ := http.NewRequest(http.MethodPost, apiURL+"/entity/kyc/import/batch", &body)
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("X-Provider", "sumsub")
@@ -141,6 +143,25 @@ func TestDevServerServesTheWalkthrough(t *testing.T) {
 	// The key is kept in DATA_DIR for the next start.
 	if b, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key")); err != nil || strings.TrimSpace(string(b)) != key {
 		t.Errorf("dev-api-key file: %q, %v", b, err)
+	}
+	// The pending review completes later: the simulator's signed webhook to
+	// the dev server's own /webhooks/sumsub approves the entity.
+	for deadline := time.Now().Add(devWebhookDelay + 15*time.Second); ; time.Sleep(200 * time.Millisecond) {
+		req, _ = http.NewRequest(http.MethodGet, apiURL+"/entity/"+pending, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ KYCStatus string }
+		json.NewDecoder(res.Body).Decode(&e)
+		res.Body.Close()
+		if e.KYCStatus == "APPROVED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending entity is %q, want APPROVED by the simulator's webhook", e.KYCStatus)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -59,7 +60,9 @@ Runs the fake Sumsub API as its own process and prints
 Sumsub's paths it serves GET /_sim/stats, GET /_sim/tokens and POST /_sim/reset.
 
 It accepts requests signed with SUMSUB_APP_TOKEN and SUMSUB_SECRET_KEY, or the
-dev server's credentials when they are unset. Each flag's default may be set in
+dev server's credentials when they are unset. With -webhook-url it sends an
+applicantReviewed webhook there -webhook-delay after importing a sim-pending-
+token, signed with SUMSUB_WEBHOOK_SECRET (or the dev server's). Each flag's default may be set in
 the environment as SUMSUB_SIM_<FLAG> (e.g. SUMSUB_SIM_FAIL_RATE=0.1); a flag
 given on the command line wins.
 
@@ -78,7 +81,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen on -addr: %w", err)
 	}
-	srv := &http.Server{Handler: sumsubsim.New(cfg.Sim), ReadHeaderTimeout: 10 * time.Second}
+	sim := sumsubsim.New(cfg.Sim)
+	defer sim.Close() // webhooks still pending are not sent
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "sumsubsim listening on http://%s\n", ln.Addr())
@@ -111,6 +116,7 @@ func loadConfig(args []string, getenv func(string) string, stdout io.Writer) (co
 	c := config{Sim: sumsubsim.Config{
 		AppToken:  orDefault(getenv("SUMSUB_APP_TOKEN"), sumsubsim.DevAppToken),
 		SecretKey: orDefault(getenv("SUMSUB_SECRET_KEY"), sumsubsim.DevSecretKey),
+		Webhook:   sumsubsim.Webhook{Secret: orDefault(getenv("SUMSUB_WEBHOOK_SECRET"), sumsubsim.DevWebhookSecret)},
 	}}
 	f := &c.Sim.Faults
 	fs := flag.NewFlagSet("sumsubsim", flag.ContinueOnError)
@@ -124,6 +130,8 @@ func loadConfig(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.DurationVar(&f.BurstEvery, "burst-every", 0, "start a 429 burst this often (with -burst-for); 0: no bursts")
 	fs.DurationVar(&f.BurstFor, "burst-for", 0, "how long a 429 burst lasts")
 	fs.Uint64Var(&f.Seed, "seed", 0, "seed of the fault dice; 0 picks one at random")
+	fs.StringVar(&c.Sim.Webhook.URL, "webhook-url", "", "send applicantReviewed webhooks of sim-pending- tokens to this `URL`; empty: none")
+	fs.DurationVar(&c.Sim.Webhook.Delay, "webhook-delay", 5*time.Second, "how long after the import a review completes and its webhook is sent")
 
 	var errs error
 	fs.VisitAll(func(fl *flag.Flag) {
@@ -162,6 +170,11 @@ func (c config) check() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("-addr: want host:port, got %q", c.Addr)
 	}
+	if w := c.Sim.Webhook.URL; w != "" {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("-webhook-url: want an http(s) URL, got %q", w)
+		}
+	}
 	if c.Sim.RateLimit <= 0 {
 		bad("-rate: want a positive number of requests a second, got %d", c.Sim.RateLimit)
 	}
@@ -179,7 +192,7 @@ func (c config) check() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"-latency", c.Sim.Latency}, {"-stall", f.Stall}, {"-burst-every", f.BurstEvery}, {"-burst-for", f.BurstFor}} {
+	}{{"-latency", c.Sim.Latency}, {"-stall", f.Stall}, {"-burst-every", f.BurstEvery}, {"-burst-for", f.BurstFor}, {"-webhook-delay", c.Sim.Webhook.Delay}} {
 		if d.d < 0 {
 			bad("%s: want a duration of 0 or more, got %v", d.name, d.d)
 		}

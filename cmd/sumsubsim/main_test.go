@@ -110,6 +110,8 @@ func TestBadConfig(t *testing.T) {
 		{name: "endless burst", args: []string{"-burst-every", "1s", "-burst-for", "1s"}, wantErr: "the burst would never end"},
 		{name: "address", args: []string{"-addr", "8090"}, wantErr: `-addr: want host:port, got "8090"`},
 		{name: "environment", env: map[string]string{"SUMSUB_SIM_SEED": "x"}, wantErr: `SUMSUB_SIM_SEED="x"`},
+		{name: "webhook url", args: []string{"-webhook-url", "127.0.0.1:8080/webhooks/sumsub"}, wantErr: "-webhook-url: want an http(s) URL"},
+		{name: "negative webhook delay", args: []string{"-webhook-delay", "-1s"}, wantErr: "-webhook-delay: want a duration of 0 or more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,14 +126,16 @@ func TestBadConfig(t *testing.T) {
 
 func TestFlagsOverEnvironment(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"SUMSUB_SIM_FAIL_RATE": "0.2", "SUMSUB_SIM_RATE": "5", "SUMSUB_APP_TOKEN": "sbx:other", "SUMSUB_SECRET_KEY": "other-secret"}
-	cfg, err := loadConfig([]string{"-rate", "7"}, func(k string) string { return env[k] }, io.Discard)
+	env := map[string]string{"SUMSUB_SIM_FAIL_RATE": "0.2", "SUMSUB_SIM_RATE": "5", "SUMSUB_APP_TOKEN": "sbx:other", "SUMSUB_SECRET_KEY": "other-secret",
+		"SUMSUB_WEBHOOK_SECRET": "hook-secret", "SUMSUB_SIM_WEBHOOK_DELAY": "2s"}
+	cfg, err := loadConfig([]string{"-rate", "7", "-webhook-url", "http://127.0.0.1:8080/webhooks/sumsub"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config{Addr: "127.0.0.1:8090", Sim: sumsubsim.Config{
 		AppToken: "sbx:other", SecretKey: "other-secret", RateLimit: 7, Latency: 50 * time.Millisecond,
-		Faults: sumsubsim.Faults{FailRate: 0.2, Stall: 5 * time.Second},
+		Faults:  sumsubsim.Faults{FailRate: 0.2, Stall: 5 * time.Second},
+		Webhook: sumsubsim.Webhook{URL: "http://127.0.0.1:8080/webhooks/sumsub", Secret: "hook-secret", Delay: 2 * time.Second},
 	}}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config mismatch (-want +got):\n%s", diff)

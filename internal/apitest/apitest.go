@@ -6,6 +6,7 @@ package apitest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,7 +52,24 @@ type Options struct {
 	Window            int           // batch window (default 20)
 	ReconcileInterval time.Duration // default 1 h: tests run the reconciler when they mean to
 	Monitoring        bool          // mount the Asynq dashboard, with the credentials in Config.Monitoring
+	// BlockPrivateWebhookURLs refuses webhook endpoints on loopback and
+	// private addresses, as production does (tests allow them by default:
+	// their receivers listen on 127.0.0.1).
+	BlockPrivateWebhookURLs bool
+	// WebhookRetryBase is the first wait of the webhook retry schedule (default 20 ms).
+	WebhookRetryBase time.Duration
+	// SumsubWebhook mounts POST /webhooks/sumsub with WebhookSecret and has
+	// the simulator send its review webhooks there, WebhookDelay after import.
+	SumsubWebhook bool
 }
+
+// WebhookSecret signs Sumsub's webhooks in tests with Options.SumsubWebhook;
+// WebhookDelay is how long after an import the simulator sends one (long
+// enough for the worker to link the applicant to its entity first).
+const (
+	WebhookSecret = "test-webhook-secret"
+	WebhookDelay  = 2 * time.Second
+)
 
 // Env is a running kycbatch.
 type Env struct {
@@ -114,6 +132,11 @@ func New(tb testing.TB, opts Options) *Env {
 	if opts.Monitoring {
 		cfg.Monitoring.User, cfg.Monitoring.Password = "ops", "test-ops-password"
 	}
+	cfg.Webhooks.AllowPrivateURLs = !opts.BlockPrivateWebhookURLs
+	cfg.Webhooks.RetryBase = cmp.Or(opts.WebhookRetryBase, 20*time.Millisecond)
+	if opts.SumsubWebhook {
+		cfg.Sumsub.WebhookSecret = WebhookSecret
+	}
 
 	logs := &LogBuffer{}
 	e := &Env{
@@ -123,7 +146,8 @@ func New(tb testing.TB, opts Options) *Env {
 	e.Metrics.WatchQueues(e.Inspector)
 	e.Metrics.WatchBatches(pool, e.Logger())
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Monitoring: cfg.Monitoring,
+		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring,
+		SumsubWebhookSecret: cfg.Sumsub.WebhookSecret,
 	})
 	// The production server's limits and timeouts, on a test listener.
 	srv := httptest.NewUnstartedServer(handler)
@@ -131,6 +155,10 @@ func New(tb testing.TB, opts Options) *Env {
 	srv.Start()
 	tb.Cleanup(srv.Close)
 	e.URL = srv.URL
+	if opts.SumsubWebhook {
+		sim.SetWebhook(sumsubsim.Webhook{URL: e.URL + "/webhooks/sumsub", Secret: WebhookSecret, Delay: WebhookDelay})
+		tb.Cleanup(sim.Close) // before srv.Close: no webhook is left in flight
+	}
 	return e
 }
 

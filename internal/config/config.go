@@ -50,6 +50,19 @@ type Config struct {
 	ReportLinkTTL time.Duration
 	// ShutdownTimeout is how long a stopping process lets running work finish (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// Webhooks is how events are sent to the businesses' webhook endpoints.
+	Webhooks Webhooks
+}
+
+// Webhooks is the configuration of outgoing webhooks.
+type Webhooks struct {
+	// AllowPrivateURLs accepts endpoints on loopback, private, link-local and
+	// other non-public addresses (WEBHOOK_ALLOW_PRIVATE_URLS): for development
+	// and tests only, since a client could otherwise make us call into our network.
+	AllowPrivateURLs bool
+	// RetryBase is the wait before the first retry of a failed delivery
+	// (WEBHOOK_RETRY_BASE); the whole schedule (5 s, 5 min … 24 h) scales with it.
+	RetryBase time.Duration
 }
 
 // Monitoring is the configuration of the Asynq dashboard.
@@ -83,6 +96,10 @@ type Sumsub struct {
 	DefaultLevel string
 	// Timeout bounds one Sumsub request (SUMSUB_TIMEOUT).
 	Timeout time.Duration
+	// WebhookSecret checks the X-Payload-Digest of Sumsub's webhooks
+	// (SUMSUB_WEBHOOK_SECRET); empty: POST /webhooks/sumsub is not mounted.
+	// A secret: never logged.
+	WebhookSecret string
 }
 
 // Defaults serve local development.
@@ -105,6 +122,9 @@ var Defaults = map[string]string{
 	"SHUTDOWN_TIMEOUT":    "30s",
 	"REPORT_LINK_TTL":     "10m",
 	"MONITORING_READONLY": "false",
+
+	"WEBHOOK_ALLOW_PRIVATE_URLS": "false",
+	"WEBHOOK_RETRY_BASE":         "5s",
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a
@@ -163,10 +183,11 @@ func Load(getenv func(string) string) (Config, error) {
 		bad("MONITORING_USER", "set both MONITORING_USER and MONITORING_PASSWORD, or neither")
 	}
 	c.Sumsub = Sumsub{
-		BaseURL:      strings.TrimSuffix(get("SUMSUB_BASE_URL"), "/"),
-		AppToken:     get("SUMSUB_APP_TOKEN"),
-		SecretKey:    get("SUMSUB_SECRET_KEY"),
-		DefaultLevel: get("SUMSUB_DEFAULT_LEVEL"),
+		BaseURL:       strings.TrimSuffix(get("SUMSUB_BASE_URL"), "/"),
+		AppToken:      get("SUMSUB_APP_TOKEN"),
+		SecretKey:     get("SUMSUB_SECRET_KEY"),
+		DefaultLevel:  get("SUMSUB_DEFAULT_LEVEL"),
+		WebhookSecret: get("SUMSUB_WEBHOOK_SECRET"),
 	}
 	if u, err := url.Parse(c.Sumsub.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("SUMSUB_BASE_URL", "want an http(s) URL, got %q", c.Sumsub.BaseURL)
@@ -194,6 +215,10 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.ReportLinkTTL = duration("REPORT_LINK_TTL"); c.ReportLinkTTL > 7*24*time.Hour {
 		bad("REPORT_LINK_TTL", "S3 presigned links last at most 7 days, got %s", c.ReportLinkTTL)
 	}
+	if c.Webhooks.AllowPrivateURLs, err = strconv.ParseBool(get("WEBHOOK_ALLOW_PRIVATE_URLS")); err != nil {
+		bad("WEBHOOK_ALLOW_PRIVATE_URLS", "want true or false, got %q", get("WEBHOOK_ALLOW_PRIVATE_URLS"))
+	}
+	c.Webhooks.RetryBase = duration("WEBHOOK_RETRY_BASE")
 	return c, errors.Join(errs...)
 }
 
@@ -227,6 +252,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
 		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
 		slog.Duration("sumsub_timeout", c.Sumsub.Timeout),
+		slog.Bool("sumsub_webhook_secret_set", c.Sumsub.WebhookSecret != ""),
 		slog.Int("batch_window", c.BatchWindow),
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
 		slog.Duration("reconcile_interval", c.ReconcileInterval),
@@ -234,5 +260,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("report_link_ttl", c.ReportLinkTTL),
 		slog.Bool("monitoring", c.Monitoring.Enabled()),
 		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),
+		slog.Bool("webhook_allow_private_urls", c.Webhooks.AllowPrivateURLs),
+		slog.Duration("webhook_retry_base", c.Webhooks.RetryBase),
 	)
 }

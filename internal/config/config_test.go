@@ -25,10 +25,11 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 
 func TestLogValueHidesSecrets(t *testing.T) {
 	env := map[string]string{
-		"DATABASE_URL":      "postgres://kyc:db-password@db:5432/kycbatch",
-		"REDIS_URL":         "redis://:redis-password@redis:6379/0",
-		"SUMSUB_APP_TOKEN":  "prd:app-token-value",
-		"SUMSUB_SECRET_KEY": "sumsub-secret-value",
+		"DATABASE_URL":          "postgres://kyc:db-password@db:5432/kycbatch",
+		"REDIS_URL":             "redis://:redis-password@redis:6379/0",
+		"SUMSUB_APP_TOKEN":      "prd:app-token-value",
+		"SUMSUB_SECRET_KEY":     "sumsub-secret-value",
+		"SUMSUB_WEBHOOK_SECRET": "webhook-secret-value",
 	}
 	cfg, err := Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -39,12 +40,14 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", cfg)
-	for _, secret := range []string{"db-password", "redis-password", "app-token-value", "sumsub-secret-value"} {
+	for _, secret := range []string{"db-password", "redis-password", "app-token-value", "sumsub-secret-value", "webhook-secret-value"} {
 		if strings.Contains(buf.String(), secret) {
 			t.Errorf("the logged configuration holds %q: %s", secret, buf.String())
 		}
 	}
-	if !strings.Contains(buf.String(), `"sumsub_secret_key_set":true`) {
-		t.Errorf("the logged configuration does not say the secret is set: %s", buf.String())
+	for _, set := range []string{`"sumsub_secret_key_set":true`, `"sumsub_webhook_secret_set":true`} {
+		if !strings.Contains(buf.String(), set) {
+			t.Errorf("the logged configuration does not say %s: %s", set, buf.String())
+		}
 	}
 }

@@ -36,6 +36,11 @@ type Deps struct {
 	Metrics *metrics.Metrics
 	// Monitoring mounts the Asynq dashboard when it has credentials.
 	Monitoring config.Monitoring
+	// Webhooks says which endpoint URLs businesses may register.
+	Webhooks config.Webhooks
+	// SumsubWebhookSecret checks the digests of Sumsub's webhooks; without
+	// it, POST /webhooks/sumsub is not mounted (404).
+	SumsubWebhookSecret string
 }
 
 // NewServer returns the HTTP handler of the whole API.

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"slices"
@@ -82,13 +83,22 @@ func (h *Handler) Status(c echo.Context) error {
 	return h.writeStatus(c, b)
 }
 
-// writeStatus writes the status body of b: counters, error groups and, while
-// it runs, when it should finish.
+// writeStatus writes the status body of b.
 func (h *Handler) writeStatus(c echo.Context, b Batch) error {
-	ctx := c.Request().Context()
-	groups, err := h.store.errorGroups(ctx, b.ID, maxErrorGroups)
+	resp, err := statusBody(c.Request().Context(), h.store, b, h.rate)
 	if err != nil {
 		return err
+	}
+	return web.JSON(c, http.StatusOK, resp)
+}
+
+// statusBody is the status body of b: counters, error groups and, while it
+// runs, when it should finish (at rate Sumsub requests per second). Webhook
+// events of a batch carry the same body.
+func statusBody(ctx context.Context, store *Store, b Batch, rate int) (statusResponse, error) {
+	groups, err := store.errorGroups(ctx, b.ID, maxErrorGroups)
+	if err != nil {
+		return statusResponse{}, err
 	}
 	resp := statusResponse{
 		BatchID:          b.ID,
@@ -104,15 +114,15 @@ func (h *Handler) writeStatus(c echo.Context, b Batch) error {
 		StartedAt:        web.TimePtr(b.StartedAt),
 		CompletedAt:      web.TimePtr(b.CompletedAt),
 	}
-	if b.Status == "pending" || b.Status == "in_progress" {
-		work, err := h.store.pendingWork(ctx)
+	if (b.Status == "pending" || b.Status == "in_progress") && rate > 0 {
+		work, err := store.pendingWork(ctx)
 		if err != nil {
-			return err
+			return statusResponse{}, err
 		}
-		eta := web.Time(time.Now().Add(estimate(work, b.ID, h.rate)))
+		eta := web.Time(time.Now().Add(estimate(work, b.ID, rate)))
 		resp.EstimatedCompletionAt = &eta
 	}
-	return web.JSON(c, http.StatusOK, resp)
+	return resp, nil
 }
 
 // estimate is how long batch id needs to finish when every unfinished batch
@@ -195,12 +205,23 @@ func (h *Handler) Cancel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := h.store.cancel(c.Request().Context(), auth.Business(c), id)
+	ctx := c.Request().Context()
+	b, stopped, err := h.store.cancel(ctx, auth.Business(c), id)
 	if err != nil {
 		return err
 	}
-	h.logger.InfoContext(c.Request().Context(), "batch cancelled", "batch_id", id, "cancelled_records", b.Cancelled)
-	return h.writeStatus(c, b)
+	if !stopped {
+		return h.writeStatus(c, b) // cancelled before: no second event
+	}
+	h.logger.InfoContext(ctx, "batch cancelled", "batch_id", id, "cancelled_records", b.Cancelled)
+	resp, err := statusBody(ctx, h.store, b, h.rate)
+	if err != nil {
+		return err
+	}
+	if h.notifier != nil {
+		h.notifier.Notify(ctx, b.BusinessID, EventBatchCancelled, resp)
+	}
+	return web.JSON(c, http.StatusOK, resp)
 }
 
 // Cursors of the records listing are opaque to clients: the last row sent.

@@ -56,6 +56,7 @@ type Processor struct {
 	cfg       ProcessorConfig
 	logger    *slog.Logger
 	metrics   *metrics.Metrics
+	notifier  Notifier // nil: no events
 }
 
 // NewProcessor returns a Processor.
@@ -82,12 +83,15 @@ func (p *Processor) HandleDispatch(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
 	ctx = logging.With(ctx, slog.String("batch_id", payload.BatchID.String()))
-	next, started, err := p.store.start(ctx, payload.BatchID, p.cfg.Window)
+	next, started, completed, err := p.store.start(ctx, payload.BatchID, p.cfg.Window)
 	if err != nil {
 		return err
 	}
 	if started {
 		p.logger.InfoContext(ctx, "batch started", "queued", len(next))
+	}
+	if completed {
+		p.notifyBatch(ctx, payload.BatchID, EventBatchCompleted)
 	}
 	p.enqueueRecords(ctx, payload.BatchID, next)
 	return nil
@@ -249,6 +253,7 @@ func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o ou
 		p.logger.WarnContext(ctx, "complete the batch; the reconciler will", "error", err)
 	case completed:
 		p.logger.InfoContext(ctx, "batch completed")
+		p.notifyBatch(ctx, batchID, EventBatchCompleted)
 	}
 	return nil
 }
@@ -277,8 +282,12 @@ func (p *Processor) Reconcile(ctx context.Context) error {
 	}
 	requeued := 0
 	for _, id := range batches {
-		if _, _, err := p.store.start(ctx, id, p.cfg.Window); err != nil {
+		_, _, completed, err := p.store.start(ctx, id, p.cfg.Window)
+		if err != nil {
 			return err
+		}
+		if completed {
+			p.notifyBatch(ctx, id, EventBatchCompleted)
 		}
 		rows, err := p.store.queuedRows(ctx, id)
 		if err != nil {

@@ -154,6 +154,15 @@ func (s *Store) Get(ctx context.Context, business, id uuid.UUID) (Batch, error) 
 	return b, nil
 }
 
+// byID returns batch id whoever owns it, for the worker's webhook events.
+func (s *Store) byID(ctx context.Context, id uuid.UUID) (Batch, error) {
+	b, err := scanBatch(s.pool.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1`, id))
+	if err != nil {
+		return Batch{}, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
 // batchColumns are read from the view batch_progress, which sums the counters.
 const batchColumns = `id, business_id, provider, status, total_records, succeeded_records, failed_records,
 	cancelled_records, created_at, progressed_at, started_at, completed_at`
@@ -470,65 +479,67 @@ func topUp(ctx context.Context, tx pgx.Tx, batchID uuid.UUID, window int) ([]int
 }
 
 // start marks a batch in progress and fills its first window. started is
-// false when the batch is already finished or cancelled.
-func (s *Store) start(ctx context.Context, batchID uuid.UUID, window int) (next []int, started bool, err error) {
+// false when the batch is already finished or cancelled; completed is true
+// when this call completed it (its last outcome's completion was lost).
+func (s *Store) start(ctx context.Context, batchID uuid.UUID, window int) (next []int, started, completed bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("begin: %w", err)
+		return nil, false, false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	tag, err := tx.Exec(ctx, `
 		UPDATE batches SET status = 'in_progress', started_at = COALESCE(started_at, now()), updated_at = now()
 		WHERE id = $1 AND status IN ('pending', 'in_progress')`, batchID)
 	if err != nil {
-		return nil, false, fmt.Errorf("start batch %s: %w", batchID, err)
+		return nil, false, false, fmt.Errorf("start batch %s: %w", batchID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if next, err = topUp(ctx, tx, batchID, window); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	// A batch left in progress with every record final (which finish
 	// prevents) is completed here, so it cannot stay in progress for ever.
-	_, err = tx.Exec(ctx, `
+	done, err := tx.Exec(ctx, `
 		UPDATE batches SET status = 'completed', completed_at = now(), updated_at = now()
 		WHERE id = $1 AND status = 'in_progress'
 		  AND NOT EXISTS (SELECT 1 FROM batch_records WHERE batch_id = $1 AND status = 'pending')`, batchID)
 	if err != nil {
-		return nil, false, fmt.Errorf("complete batch %s: %w", batchID, err)
+		return nil, false, false, fmt.Errorf("complete batch %s: %w", batchID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, false, fmt.Errorf("commit start of %s: %w", batchID, err)
+		return nil, false, false, fmt.Errorf("commit start of %s: %w", batchID, err)
 	}
-	return next, true, nil
+	return next, true, done.RowsAffected() > 0, nil
 }
 
 // cancel stops a pending or in-progress batch of the business: records never
 // sent to Sumsub become cancelled; records with a call made finish normally.
-func (s *Store) cancel(ctx context.Context, business, batchID uuid.UUID) (Batch, error) {
+// stopped is false when the batch was cancelled before.
+func (s *Store) cancel(ctx context.Context, business, batchID uuid.UUID) (b Batch, stopped bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return Batch{}, fmt.Errorf("begin: %w", err)
+		return Batch{}, false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	var status string
 	err = tx.QueryRow(ctx, `SELECT status FROM batches WHERE id = $1 AND business_id = $2 FOR UPDATE`, batchID, business).Scan(&status)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Batch{}, ErrBatchNotFound
+		return Batch{}, false, ErrBatchNotFound
 	}
 	if err != nil {
-		return Batch{}, fmt.Errorf("lock batch %s: %w", batchID, err)
+		return Batch{}, false, fmt.Errorf("lock batch %s: %w", batchID, err)
 	}
 	switch status {
 	case "completed", "failed":
-		return Batch{}, ErrBatchFinished
+		return Batch{}, false, ErrBatchFinished
 	case "pending", "in_progress":
 		tag, err := tx.Exec(ctx, `
 			UPDATE batch_records SET status = 'cancelled', share_token = NULL, processed_at = now()
 			WHERE batch_id = $1 AND status = 'pending' AND attempts = 0`, batchID)
 		if err != nil {
-			return Batch{}, fmt.Errorf("cancel records of %s: %w", batchID, err)
+			return Batch{}, false, fmt.Errorf("cancel records of %s: %w", batchID, err)
 		}
 		_, err = tx.Exec(ctx, `
 			WITH counted AS (
@@ -538,17 +549,18 @@ func (s *Store) cancel(ctx context.Context, business, batchID uuid.UUID) (Batch,
 			UPDATE batches SET status = 'cancelled', completed_at = now(), updated_at = now()
 			WHERE id = $1`, batchID, tag.RowsAffected())
 		if err != nil {
-			return Batch{}, fmt.Errorf("cancel batch %s: %w", batchID, err)
+			return Batch{}, false, fmt.Errorf("cancel batch %s: %w", batchID, err)
 		}
+		stopped = true
 	}
-	b, err := scanBatch(tx.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1`, batchID))
+	b, err = scanBatch(tx.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1`, batchID))
 	if err != nil {
-		return Batch{}, fmt.Errorf("read batch %s: %w", batchID, err)
+		return Batch{}, false, fmt.Errorf("read batch %s: %w", batchID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return Batch{}, fmt.Errorf("commit cancel of %s: %w", batchID, err)
+		return Batch{}, false, fmt.Errorf("commit cancel of %s: %w", batchID, err)
 	}
-	return b, nil
+	return b, stopped, nil
 }
 
 func deref(s *string) string {

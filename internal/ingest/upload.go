@@ -50,6 +50,8 @@ type Handler struct {
 	queue  Enqueuer
 	logger *slog.Logger
 	rate   int // Sumsub requests per second, for completion estimates
+	// notifier raises batch.cancelled; nil: no events.
+	notifier Notifier
 }
 
 // NewHandler returns a Handler; rate is the Sumsub rate limit, which paces every batch.

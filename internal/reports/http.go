@@ -115,18 +115,31 @@ func (h *Handler) Download(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	data, err := downloadData(ctx, h.store, h.links, h.linkTTL, r)
+	if err != nil {
+		return err
+	}
+	return ok(c, data)
+}
+
+// downloadData is the data of a download answer for r; webhook events of a
+// report carry the same object.
+func downloadData(ctx context.Context, store *Store, links Linker, ttl time.Duration, r Report) (downloaded, error) {
 	data := downloaded{ClientID: r.ID, BulkStampClientID: r.BatchID, Status: r.Status}
 	if r.Stats != nil {
 		data.Stats = *r.Stats
-	} else if data.Stats, err = h.store.currentStats(ctx, r.BatchID); err != nil {
-		return err
+	} else {
+		var err error
+		if data.Stats, err = store.currentStats(ctx, r.BatchID); err != nil {
+			return downloaded{}, err
+		}
 	}
 	if r.Status == "success" {
-		link, err := h.links.PresignGet(ctx, r.ObjectKey, h.linkTTL)
+		link, err := links.PresignGet(ctx, r.ObjectKey, ttl)
 		if err != nil {
-			return err
+			return downloaded{}, err
 		}
 		data.Link = &link
 	}
-	return ok(c, data)
+	return data, nil
 }

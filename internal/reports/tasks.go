@@ -58,6 +58,11 @@ type Builder struct {
 	queue     taskqueue.Enqueuer
 	inspector taskqueue.Inspector
 	logger    *slog.Logger
+	// notifier raises report.ready and report.failed with the download
+	// answer's data, whose links expire after linkTTL; nil: no events.
+	notifier Notifier
+	links    Linker
+	linkTTL  time.Duration
 }
 
 // NewBuilder returns a Builder.
@@ -95,6 +100,7 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 			if ferr := b.store.markFailed(context.WithoutCancel(ctx), r.ID, "the report could not be built"); ferr != nil {
 				return ferr
 			}
+			b.notify(ctx, r.ID, EventReportFailed)
 		}
 		return err
 	}
@@ -102,6 +108,7 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	b.logger.InfoContext(ctx, "report built", "batch_id", r.BatchID, "records", stats.Pending+stats.Available+stats.Failed)
+	b.notify(ctx, r.ID, EventReportReady)
 	return nil
 }
 

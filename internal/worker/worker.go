@@ -23,6 +23,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
+	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
 // Queue weights: Sumsub imports get most of the workers, the small batch
@@ -31,6 +32,7 @@ var queues = map[string]int{
 	ingest.QueueSumsub:      6,
 	ingest.QueueBatches:     3,
 	reports.QueueReports:    2,
+	webhook.QueueWebhooks:   2,
 	ingest.QueueMaintenance: 1,
 }
 
@@ -72,7 +74,10 @@ func New(d Deps) (*Worker, error) {
 	}
 	queue := asynq.NewClientFromRedisClient(d.Redis)
 	inspector := asynq.NewInspectorFromRedisClient(d.Redis)
-	builder := reports.NewBuilder(reports.NewStore(d.Pool), d.Files, queue, inspector, d.Logger)
+	// Batches and reports that end raise webhook events; the deliverer sends them.
+	notifier := webhook.NewNotifier(webhook.NewStore(d.Pool), queue, d.Logger)
+	deliverer := webhook.NewDeliverer(webhook.NewStore(d.Pool), queue, inspector, cfg.Webhooks.RetryBase, cfg.Webhooks.AllowPrivateURLs, d.Logger)
+	builder := reports.NewBuilder(reports.NewStore(d.Pool), d.Files, queue, inspector, d.Logger).WithNotifier(notifier, d.Files, cfg.ReportLinkTTL)
 	processor := ingest.NewProcessor(
 		ingest.NewStore(d.Pool),
 		importer,
@@ -85,16 +90,17 @@ func New(d Deps) (*Worker, error) {
 		},
 		d.Logger,
 		d.Metrics,
-	)
+	).WithNotifier(notifier)
 
 	mux := asynq.NewServeMux()
 	mux.Use(taskContext)
 	mux.HandleFunc(ingest.TypeDispatchBatch, processor.HandleDispatch)
 	mux.HandleFunc(ingest.TypeImportRecord, processor.HandleImportRecord)
 	mux.HandleFunc(reports.TypeBuildReport, builder.HandleBuild)
+	mux.HandleFunc(webhook.TypeDeliver, deliverer.HandleDeliver)
 	// One reconciler for all the work PostgreSQL knows and Redis may have lost.
 	mux.HandleFunc(ingest.TypeReconcile, func(ctx context.Context, _ *asynq.Task) error {
-		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx))
+		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), deliverer.Reconcile(ctx))
 	})
 
 	asynqLogger := logger{d.Logger.With("component", "asynq")}
@@ -193,6 +199,10 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.As(err, &limited) {
 		return limited.RetryAfter + rand.N(50*time.Millisecond)
 	}
+	// A webhook delivery follows its own schedule (5 s, 5 min … 24 h).
+	if d, ok := webhook.RetryDelay(err); ok {
+		return d
+	}
 	var se *sumsub.Error
 	if errors.As(err, &se) && se.RetryAfter > 0 {
 		return se.RetryAfter + rand.N(250*time.Millisecond)
@@ -204,7 +214,6 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 		backoff := min(200*time.Millisecond<<min(n, 8), 30*time.Second)
 		return backoff/2 + rand.N(backoff/2+1)
 	}
-
 	backoff := min(time.Second<<min(n, 10), 5*time.Minute)
 	return backoff/2 + rand.N(backoff/2+1)
 }

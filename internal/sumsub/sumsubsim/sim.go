@@ -5,6 +5,10 @@
 // tokens with a test-mode prefix (PrefixRed and the others) pick an outcome;
 // any other token is imported and approved.
 //
+// With Config.Webhook set, the review of a PrefixPending token completes
+// after a delay: the simulator then answers its status as completed and
+// sends Sumsub's applicantReviewed webhook, signed, to the webhook URL.
+//
 // For chaos tests, Config.Faults makes the simulator fail, stall or refuse
 // requests at random, and Stats counts each fault apart.
 //
@@ -17,6 +21,7 @@
 package sumsubsim
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/subtle"
@@ -40,8 +45,12 @@ import (
 const (
 	// PrefixRed tokens are imported with a completed, RED, FINAL review.
 	PrefixRed = "sim-red-"
-	// PrefixPending tokens are imported with a pending review and no result.
+	// PrefixPending tokens are imported with a pending review and no result;
+	// with Config.Webhook set, the review completes GREEN after its Delay.
 	PrefixPending = "sim-pending-"
+	// PrefixPendingRed tokens are PrefixPending tokens whose review
+	// completes RED (FINAL).
+	PrefixPendingRed = "sim-pending-red-"
 	// PrefixInvalid tokens are refused: 400, invalid-share-token (10503).
 	PrefixInvalid = "sim-invalid-"
 	// PrefixExpired tokens are refused as Sumsub refuses an expired token: 401.
@@ -73,6 +82,8 @@ const (
 	DevAppToken = "sbx:kycbatch-dev"
 	// DevSecretKey is the secret the dev simulator checks signatures with.
 	DevSecretKey = "kycbatch-dev-secret"
+	// DevWebhookSecret signs the dev simulator's webhooks.
+	DevWebhookSecret = "kycbatch-dev-webhook-secret"
 )
 
 // unavailable is the description of every 503, injected or of a flaky token.
@@ -104,7 +115,29 @@ type Config struct {
 	Now func() time.Time
 	// Faults are injected from the start; Server.SetFaults changes them.
 	Faults Faults
+	// Webhook, when its URL is set, sends applicantReviewed webhooks for
+	// PrefixPending tokens; Server.SetWebhook changes it.
+	Webhook Webhook
 }
+
+// Webhook says where and how the simulator sends Sumsub's webhooks.
+type Webhook struct {
+	// URL receives the webhooks (POST); empty: none are sent.
+	URL string
+	// Secret signs each body: X-Payload-Digest, HMAC_SHA256_HEX.
+	Secret string
+	// Delay is how long after the import of a PrefixPending token its review
+	// completes and its webhook is sent.
+	Delay time.Duration
+}
+
+// Sending webhooks: an answer other than 2xx, or none, is retried this many
+// times in all, the waits doubling from webhookRetryDelay.
+const (
+	webhookAttempts   = 5
+	webhookRetryDelay = 200 * time.Millisecond
+	webhookTimeout    = 10 * time.Second
+)
 
 // Faults the simulator injects, for chaos tests; the zero value injects none.
 // One roll of the dice per admitted reuse request with a share token picks a
@@ -154,6 +187,10 @@ type Stats struct {
 	LostAnswers int `json:"lostAnswers"`
 	// Burst429 counts the 429s of Faults' bursts.
 	Burst429 int `json:"burst429"`
+	// WebhooksSent counts webhooks delivered: answered 2xx.
+	WebhooksSent int `json:"webhooksSent"`
+	// WebhooksFailed counts webhooks given up on after every attempt.
+	WebhooksFailed int `json:"webhooksFailed"`
 }
 
 // TokenStats is what the simulator knows of one share token, as GET
@@ -174,6 +211,11 @@ type Server struct {
 	cfg     Config
 	api     *http.ServeMux
 	started time.Time // by cfg.Now, the origin of the burst windows
+	hooks   *http.Client
+	// stop ends the webhooks pending or being sent; senders counts them.
+	stopCtx context.Context
+	stop    context.CancelFunc
+	senders sync.WaitGroup
 
 	mu         sync.Mutex
 	faults     Faults
@@ -185,6 +227,8 @@ type Server struct {
 	attempts   map[string]int        // PrefixFlaky token → attempts that reached the route
 	lost       map[string]bool       // share token → an answer carrying it was lost in a stall
 	applicants map[string]statusBody // applicant id → its review, for the status endpoint
+	webhook    Webhook
+	closed     bool // no more webhooks are scheduled
 }
 
 // New returns a simulator with cfg's defaults filled in.
@@ -204,7 +248,10 @@ func New(cfg Config) *Server {
 		attempts:   map[string]int{},
 		lost:       map[string]bool{},
 		applicants: map[string]statusBody{},
+		webhook:    cfg.Webhook,
+		hooks:      &http.Client{Timeout: webhookTimeout},
 	}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.SetFaults(cfg.Faults)
 	s.api.HandleFunc("POST /resources/api/reusableIdentity/reuse", s.reuse)
 	s.api.HandleFunc("GET /resources/applicants/{id}/status", s.status)
@@ -232,6 +279,24 @@ func (s *Server) SetFaults(f Faults) {
 	defer s.mu.Unlock()
 	s.faults = f
 	s.dice = rand.New(rand.NewPCG(seed, seed))
+}
+
+// SetWebhook replaces the webhook configuration for imports from now on,
+// for servers that learn their receiver's address after the simulator is made.
+func (s *Server) SetWebhook(w Webhook) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.webhook = w
+}
+
+// Close cancels the webhooks pending or being sent and waits for their
+// goroutines to end. The simulator still answers requests.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	s.senders.Wait()
 }
 
 // Reset forgets everything: counters, used and lost tokens, applicants and
@@ -490,7 +555,85 @@ func (s *Server) importToken(token, level string) (applicantBody, int, errorBody
 	s.imports[token]++
 	s.stats.SuccessfulImports++
 	s.applicants[a.ID] = statusBody{review: rev, LevelName: level}
+	if strings.HasPrefix(token, PrefixPending) && s.webhook.URL != "" && !s.closed {
+		result := reviewResult{ReviewAnswer: "GREEN"}
+		if strings.HasPrefix(token, PrefixPendingRed) {
+			result = reviewResult{ReviewAnswer: "RED", ReviewRejectType: "FINAL"}
+		}
+		s.senders.Add(1)
+		go s.completeReview(s.webhook, a, level, result)
+	}
 	return a, http.StatusOK, errorBody{}
+}
+
+// completeReview waits hook.Delay, completes the applicant's review with
+// result and sends its applicantReviewed webhook. An applicant forgotten
+// meanwhile (Reset) gets none.
+func (s *Server) completeReview(hook Webhook, a applicantBody, level string, result reviewResult) {
+	defer s.senders.Done()
+	if !sleep(s.stopCtx, hook.Delay) {
+		return
+	}
+	s.mu.Lock()
+	st, ok := s.applicants[a.ID]
+	if ok {
+		st.review = review{ReviewStatus: "completed", ReviewResult: &result}
+		s.applicants[a.ID] = st
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	body, err := json.Marshal(webhookBody{
+		ApplicantID:    a.ID,
+		InspectionID:   fmt.Sprintf("%08x%016x", rand.Uint32(), rand.Uint64()),
+		CorrelationID:  "req-" + uuid.NewString(),
+		ExternalUserID: a.ExternalUserID,
+		LevelName:      level,
+		Type:           "applicantReviewed",
+		ReviewResult:   result,
+		ReviewStatus:   "completed",
+		CreatedAtMs:    s.cfg.Now().UTC().Format("2006-01-02 15:04:05.000"),
+		ClientID:       a.ClientID,
+	})
+	if err != nil {
+		panic(err) // a plain struct of strings always encodes
+	}
+	digest, _ := sumsub.WebhookDigest(hook.Secret, sumsub.DigestHMACSHA256, body)
+	wait := webhookRetryDelay
+	for attempt := 1; ; attempt++ {
+		if s.postWebhook(hook.URL, digest, body) {
+			s.mu.Lock()
+			s.stats.WebhooksSent++
+			s.mu.Unlock()
+			return
+		}
+		if attempt == webhookAttempts || !sleep(s.stopCtx, wait) {
+			break
+		}
+		wait *= 2
+	}
+	s.mu.Lock()
+	s.stats.WebhooksFailed++
+	s.mu.Unlock()
+}
+
+// postWebhook sends one webhook and reports whether it was answered 2xx.
+func (s *Server) postWebhook(url, digest string, body []byte) bool {
+	req, err := http.NewRequestWithContext(s.stopCtx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Payload-Digest", digest)
+	req.Header.Set("X-Payload-Digest-Alg", sumsub.DigestHMACSHA256)
+	res, err := s.hooks.Do(req)
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxBody))
+	return res.StatusCode >= 200 && res.StatusCode < 300
 }
 
 // expiredDescription imitates Sumsub's answer to an expired token with a
@@ -557,6 +700,20 @@ type applicantBody struct {
 	ExternalUserID string   `json:"externalUserId"`
 	Info           struct{} `json:"info"`
 	Review         review   `json:"review"`
+}
+
+// webhookBody is Sumsub's applicantReviewed webhook.
+type webhookBody struct {
+	ApplicantID    string       `json:"applicantId"`
+	InspectionID   string       `json:"inspectionId"`
+	CorrelationID  string       `json:"correlationId"`
+	ExternalUserID string       `json:"externalUserId"`
+	LevelName      string       `json:"levelName"`
+	Type           string       `json:"type"`
+	ReviewResult   reviewResult `json:"reviewResult"`
+	ReviewStatus   string       `json:"reviewStatus"`
+	CreatedAtMs    string       `json:"createdAtMs"`
+	ClientID       string       `json:"clientId"`
 }
 
 // statusBody is the answer of the status endpoint.

@@ -1,0 +1,226 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/kycbatch/kycbatch/client"
+	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
+)
+
+// TypeDeliver POSTs one event to one endpoint; QueueWebhooks is its queue.
+const (
+	TypeDeliver   = "webhook:deliver"
+	QueueWebhooks = "webhooks"
+)
+
+// schedule is the wait before each retry with the default base of 5 s:
+// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then what is left of 24 h, so that
+// the last of the 8 attempts comes 24 h after the first.
+var schedule = []time.Duration{
+	5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour,
+	24*time.Hour - (5*time.Second + 5*time.Minute + 30*time.Minute + 2*time.Hour + 5*time.Hour + 10*time.Hour),
+}
+
+// MaxAttempts is how many times an event is POSTed to an endpoint before its delivery is given up.
+var MaxAttempts = len(schedule) + 1
+
+// DefaultRetryBase is the first retry's wait; the schedule scales with it.
+const DefaultRetryBase = 5 * time.Second
+
+// retryWait is the wait after failed attempt n (from 1) when the first wait is base.
+func retryWait(n int, base time.Duration) time.Duration {
+	d := schedule[min(n, len(schedule))-1]
+	return time.Duration(float64(d) * float64(base) / float64(DefaultRetryBase))
+}
+
+// DeliverPayload is the payload of TypeDeliver. It names the delivery only:
+// the secret and the body stay in PostgreSQL, out of Redis and the dashboard.
+type DeliverPayload struct {
+	DeliveryID uuid.UUID `json:"deliveryId"`
+}
+
+// NewDeliverTask returns the task of one delivery (one event, one
+// endpoint); its task ID is webhook:<delivery id>, so it is enqueued once.
+// Attempts are counted in PostgreSQL; Asynq's retry budget is a backstop.
+func NewDeliverTask(id uuid.UUID, opts ...asynq.Option) *asynq.Task {
+	payload, err := json.Marshal(DeliverPayload{DeliveryID: id})
+	if err != nil {
+		panic(err) // a struct of a UUID always marshals
+	}
+	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{
+		asynq.TaskID(taskID(id)),
+		asynq.Queue(QueueWebhooks),
+		asynq.MaxRetry(MaxAttempts + 2),
+		asynq.Timeout(deliveryTimeout + 20*time.Second),
+		asynq.Retention(24 * time.Hour),
+	}, opts...)...)
+}
+
+func taskID(id uuid.UUID) string { return "webhook:" + id.String() }
+
+// RetryError is a failed attempt that will be retried after After: the
+// worker's RetryDelayFunc reads it, so the schedule follows the attempts
+// counted in PostgreSQL rather than Asynq's own count.
+type RetryError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("webhook delivery failed: %v; retry in %s", e.Err, e.After)
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryDelay returns the wait RetryError asks for, if err is one.
+func RetryDelay(err error) (time.Duration, bool) {
+	var re *RetryError
+	if errors.As(err, &re) {
+		return re.After, true
+	}
+	return 0, false
+}
+
+// Deliverer runs the delivery tasks and the reconciliation of deliveries.
+type Deliverer struct {
+	store     *Store
+	client    *http.Client
+	queue     taskqueue.Enqueuer
+	inspector taskqueue.Inspector
+	retryBase time.Duration
+	logger    *slog.Logger
+}
+
+// NewDeliverer returns a Deliverer. retryBase is the first retry's wait
+// (DefaultRetryBase in production); allowPrivate lets it connect to
+// loopback and private addresses (development and tests only).
+func NewDeliverer(store *Store, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger) *Deliverer {
+	if retryBase <= 0 {
+		retryBase = DefaultRetryBase
+	}
+	return &Deliverer{store: store, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger}
+}
+
+// maxErrorLength bounds the error kept with an attempt.
+const maxErrorLength = 500
+
+// HandleDeliver POSTs the delivery's event, signed, and records the
+// attempt: delivered on 2xx; otherwise failed and retried by Asynq after the
+// schedule's wait, or given up after MaxAttempts.
+func (d *Deliverer) HandleDeliver(ctx context.Context, t *asynq.Task) error {
+	var p DeliverPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
+	}
+	ctx = logging.With(ctx, slog.String("delivery_id", p.DeliveryID.String()))
+	dl, err := d.store.delivery(ctx, p.DeliveryID)
+	if errors.Is(err, errNoDelivery) {
+		return nil // the endpoint was deleted
+	}
+	if err != nil {
+		return err
+	}
+	if dl.Status != "pending" {
+		return nil // a task run twice
+	}
+	attempt := dl.Attempts + 1
+	res := d.post(ctx, dl)
+	if ctx.Err() != nil {
+		// The worker is stopping (or the task timed out): not the
+		// endpoint's failure, so no attempt is counted; Asynq runs it again.
+		return ctx.Err()
+	}
+	next := time.Now()
+	switch {
+	case res.Status == "delivered":
+	case attempt >= MaxAttempts:
+		res.Status = "given_up"
+	default:
+		next = next.Add(retryWait(attempt, d.retryBase))
+	}
+	stored, err := d.store.recordAttempt(context.WithoutCancel(ctx), dl, attempt, res, next)
+	if err != nil || !stored {
+		return err
+	}
+	attrs := []any{"endpoint_id", dl.EndpointID, "event_id", dl.EventID, "event_type", dl.EventType, "attempt", attempt, "response_code", res.ResponseCode}
+	switch res.Status {
+	case "delivered":
+		d.logger.InfoContext(ctx, "webhook delivered", attrs...)
+		return nil
+	case "given_up":
+		d.logger.WarnContext(ctx, "webhook delivery given up", append(attrs, "error", res.Error)...)
+		return fmt.Errorf("webhook delivery given up after %d attempts: %s: %w", attempt, res.Error, asynq.SkipRetry)
+	}
+	return &RetryError{After: time.Until(next), Err: errors.New(res.Error)}
+}
+
+// post sends the event once and says how it went.
+func (d *Deliverer) post(ctx context.Context, dl delivery) attemptResult {
+	now := time.Now()
+	sig, err := client.SignWebhook(dl.Secret, dl.EventID, now, dl.Body)
+	if err != nil {
+		return attemptResult{Status: "failed", Error: "the endpoint's signing secret is not valid"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Body))
+	if err != nil {
+		return attemptResult{Status: "failed", Error: "invalid endpoint URL"}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "kycbatch-webhooks/1")
+	req.Header.Set("webhook-id", dl.EventID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", sig)
+	res, err := d.client.Do(req)
+	latency := time.Since(now)
+	if err != nil {
+		return attemptResult{Status: "failed", Latency: latency, Error: truncate(err.Error(), maxErrorLength)}
+	}
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10)) //nolint:errcheck // only to reuse the connection
+	res.Body.Close()
+	r := attemptResult{Status: "delivered", ResponseCode: res.StatusCode, Latency: latency}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		r.Status, r.Error = "failed", fmt.Sprintf("endpoint answered HTTP %d", res.StatusCode)
+	}
+	return r
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// staleAfter is how long a pending delivery may go unchanged before the
+// reconciler makes sure Redis still holds its task.
+const staleAfter = time.Minute
+
+// Reconcile re-enqueues the deliveries neither delivered nor given up whose
+// tasks Redis lost, each for when its next attempt is due.
+func (d *Deliverer) Reconcile(ctx context.Context) error {
+	list, err := d.store.pending(ctx, staleAfter, 1000)
+	if err != nil {
+		return err
+	}
+	for _, p := range list {
+		task := NewDeliverTask(p.ID, asynq.ProcessAt(p.NextAt))
+		if err := taskqueue.EnqueueOnce(ctx, d.queue, d.inspector, task, QueueWebhooks, taskID(p.ID)); err != nil {
+			return fmt.Errorf("re-enqueue webhook delivery %s: %w", p.ID, err)
+		}
+	}
+	return nil
+}
