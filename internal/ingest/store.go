@@ -337,7 +337,12 @@ func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcom
 	b.Queue(`SELECT 1 FROM batch_records WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' FOR UPDATE`, batchID, row)
 	if o.ApplicantID != "" {
 		b.Queue(`
-			UPDATE entities e SET sumsub_applicant_id = $3, kyc_status = $4, updated_at = now(),
+			UPDATE entities e SET sumsub_applicant_id = $3, updated_at = now(),
+				-- A review webhook may have come before this link: its answer wins.
+				kyc_status = coalesce((
+					SELECT CASE review_answer WHEN 'GREEN' THEN 'APPROVED' ELSE 'REJECTED' END
+					FROM sumsub_reviews WHERE applicant_id = $3
+					ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1), $4),
 				card_processor_public_token = CASE
 					WHEN r.card_processor_public_token IS NULL OR EXISTS (
 						SELECT 1 FROM entities o WHERE o.business_id = e.business_id

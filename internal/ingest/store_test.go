@@ -79,3 +79,37 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("entity deleted: attempt %d, want unclaimed", attempt)
 	}
 }
+
+// TestReviewBeforeLink: a review webhook that comes before the worker links
+// its applicant (Sumsub can be faster than our own commit) is applied when
+// the link is stored, instead of the import's pending status.
+func TestReviewBeforeLink(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	business, batch, external := uuid.New(), uuid.New(), uuid.New()
+	_, err := pool.Exec(ctx, `
+		WITH b AS (INSERT INTO businesses (id, name) VALUES ($1, 'early')),
+		batch AS (
+			INSERT INTO batches (id, business_id, idempotency_key, provider, status, total_records, file_key, file_size, file_sha256)
+			VALUES ($2, $1, 'early', 'sumsub', 'in_progress', 1, 'x', 0, '')),
+		entity AS (INSERT INTO entities (id, business_id, external_id, type) VALUES (gen_random_uuid(), $1, $3, 'INDIVIDUAL')),
+		review AS (INSERT INTO sumsub_reviews (applicant_id, event_key, review_answer, reviewed_at) VALUES ('app-early', 'req-1', 'RED', now()))
+		INSERT INTO batch_records (batch_id, row_number, external_id, share_token, queued_at) VALUES ($2, 2, $3, 'tok', now())`,
+		business, batch, external)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(pool)
+	o := outcome{Status: "succeeded", ApplicantID: "app-early", ReviewStatus: "pending", KYCStatus: "PENDING"}
+	if _, done, err := s.finish(ctx, batch, 2, o, 1); err != nil || !done {
+		t.Fatalf("finish: done %v, %v", done, err)
+	}
+	var status string
+	if err := pool.QueryRow(ctx, `SELECT kyc_status FROM entities WHERE external_id = $1`, external).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if status != "REJECTED" {
+		t.Errorf("entity is %s, want REJECTED: the review recorded before the link", status)
+	}
+}

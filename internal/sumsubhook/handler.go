@@ -68,7 +68,7 @@ var okBody = struct {
 
 // Receive handles POST /webhooks/sumsub. A bad or missing digest, or an
 // unknown algorithm, gets 401 and changes nothing. Every webhook it takes is
-// answered 200, applied or not (other types, unknown applicants, replays),
+// answered 200, applied or not (other types, applicants not linked yet, replays),
 // since Sumsub retries anything else. Neither the secret nor the body is
 // ever logged.
 func (h *Handler) Receive(c echo.Context) error {
@@ -110,10 +110,10 @@ func (h *Handler) Receive(c echo.Context) error {
 		return err
 	}
 	switch {
-	case res.Entities == 0:
-		log.InfoContext(ctx, "sumsub webhook for an unknown applicant")
 	case !res.Recorded:
 		log.InfoContext(ctx, "sumsub webhook replayed: nothing changed")
+	case res.Entities == 0:
+		log.InfoContext(ctx, "sumsub review kept for an applicant not linked yet")
 	default:
 		log.InfoContext(ctx, "sumsub review applied", slog.String("review_answer", r.Answer), slog.Int("entities_updated", res.Updated))
 	}

@@ -36,8 +36,7 @@ type Review struct {
 type Result struct {
 	// Entities counts the entities holding the applicant, in any business.
 	Entities int
-	// Recorded is false for a replayed webhook (or an unknown applicant):
-	// nothing was written.
+	// Recorded is false for a replayed webhook: nothing was written.
 	Recorded bool
 	// Updated counts the entities whose KYC status changed.
 	Updated int
@@ -47,10 +46,10 @@ type Result struct {
 var kycStatus = map[string]string{"GREEN": "APPROVED", "RED": "REJECTED"}
 
 // Apply records r and sets the KYC status of every entity holding its
-// applicant, in one transaction. A review already recorded (a replay), or of
-// an applicant no entity holds, writes nothing, so that Sumsub's replay after
-// the entity is linked still applies; a review older than one recorded
-// before is kept but does not change the entities.
+// applicant, in one transaction. A review already recorded (a replay) writes
+// nothing; a review older than one recorded before is kept but does not
+// change the entities; a review of an applicant no entity holds yet is kept
+// for the import that links it.
 func (s *Store) Apply(ctx context.Context, r Review) (Result, error) {
 	var res Result
 	var reviewedAt *time.Time
@@ -66,9 +65,10 @@ func (s *Store) Apply(ctx context.Context, r Review) (Result, error) {
 		if err != nil {
 			return err
 		}
-		if res.Entities = len(ids); res.Entities == 0 {
-			return nil
-		}
+		// A review of an applicant no entity holds yet is kept all the same:
+		// the worker that links the applicant applies it (the webhook can
+		// beat the import's own transaction).
+		res.Entities = len(ids)
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO sumsub_reviews (applicant_id, event_key, review_answer, reject_type, level_name, correlation_id, reviewed_at)
 			VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7)
