@@ -18,6 +18,10 @@ COMMENT ON COLUMN sumsub_reviews.reviewed_at IS 'createdAtMs of the webhook (UTC
 -- Webhooks find entities by applicant id, in any business.
 CREATE INDEX entities_sumsub_applicant_idx ON entities (sumsub_applicant_id) WHERE sumsub_applicant_id IS NOT NULL;
 
+-- ... and the batch records that imported the applicant.
+CREATE INDEX batch_records_applicant_idx ON batch_records (applicant_id) WHERE applicant_id IS NOT NULL;
+
 -- +goose Down
+DROP INDEX batch_records_applicant_idx;
 DROP INDEX entities_sumsub_applicant_idx;
 DROP TABLE sumsub_reviews;

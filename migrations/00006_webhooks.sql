@@ -16,11 +16,14 @@ CREATE TABLE webhook_events (
     id          text PRIMARY KEY,
     business_id uuid NOT NULL REFERENCES businesses (id) ON DELETE CASCADE,
     type        text NOT NULL,
+    subject     text NOT NULL,
     body        bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (type, subject)
 );
 COMMENT ON TABLE webhook_events IS 'Events sent to webhook endpoints; one row per event, whatever the number of endpoints.';
 COMMENT ON COLUMN webhook_events.id IS 'msg_ and random characters: the webhook-id header, the same on every attempt.';
+COMMENT ON COLUMN webhook_events.subject IS 'The batch or report the event is about: one event of a type per subject, so an event the reconciler recovers is never sent twice.';
 COMMENT ON COLUMN webhook_events.body IS 'The exact JSON body POSTed (and signed) on every attempt.';
 
 CREATE TABLE webhook_deliveries (

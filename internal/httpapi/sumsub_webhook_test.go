@@ -229,4 +229,15 @@ func TestSumsubWebhookEndToEnd(t *testing.T) {
 	if s := e.Sim.Stats(); s.WebhooksSent != 2 {
 		t.Errorf("sim sent %d webhooks, want 2", s.WebhooksSent)
 	}
+	// The records show the review too.
+	var recs struct {
+		Records []struct {
+			Row          int    `json:"row"`
+			ReviewStatus string `json:"reviewStatus"`
+		} `json:"records"`
+	}
+	json.Unmarshal(e.Call(t, http.MethodGet, "/entity/kyc/import/batch/"+batch+"/records", key, nil).Body, &recs)
+	if len(recs.Records) != 2 || recs.Records[0].ReviewStatus != "completed" || recs.Records[1].ReviewStatus != "completed" {
+		t.Errorf("records after the reviews: %+v, want both reviews completed", recs.Records)
+	}
 }

@@ -219,7 +219,7 @@ func (h *Handler) Cancel(c echo.Context) error {
 		return err
 	}
 	if h.notifier != nil {
-		h.notifier.Notify(ctx, b.BusinessID, EventBatchCancelled, resp)
+		h.notifier.Notify(ctx, b.BusinessID, EventBatchCancelled, b.ID.String(), resp)
 	}
 	return web.JSON(c, http.StatusOK, resp)
 }

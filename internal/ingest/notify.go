@@ -11,7 +11,7 @@ import (
 // knowing how they are stored or delivered. Notify must not fail the caller:
 // the batch's state change is committed already.
 type Notifier interface {
-	Notify(ctx context.Context, business uuid.UUID, eventType string, data any)
+	Notify(ctx context.Context, business uuid.UUID, eventType, subject string, data any)
 }
 
 // Event types of batches, as webhook endpoints subscribe to them.
@@ -34,20 +34,31 @@ func (p *Processor) WithNotifier(n Notifier) *Processor {
 }
 
 // notifyBatch raises eventType for batch id with the batch's status body.
-// Failures are logged: the batch's state is committed whatever happens here.
+// Failures are logged: the batch's state is committed whatever happens here,
+// and the notifier's recovery raises the event later.
 func (p *Processor) notifyBatch(ctx context.Context, id uuid.UUID, eventType string) {
 	if p.notifier == nil {
 		return
 	}
+	business, body, err := p.BatchEvent(ctx, id.String())
+	if err != nil {
+		p.logger.ErrorContext(ctx, "read batch for its webhook event; the reconciler will raise it", "event_type", eventType, "error", err)
+		return
+	}
+	p.notifier.Notify(ctx, business, eventType, id.String(), body)
+}
+
+// BatchEvent returns the business of batch subject and its status body, the
+// data of the batch's events.
+func (p *Processor) BatchEvent(ctx context.Context, subject string) (uuid.UUID, any, error) {
+	id, err := uuid.Parse(subject)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
 	b, err := p.store.byID(ctx, id)
 	if err != nil {
-		p.logger.ErrorContext(ctx, "read batch for its webhook event; the event is lost", "event_type", eventType, "error", err)
-		return
+		return uuid.Nil, nil, err
 	}
 	body, err := statusBody(ctx, p.store, b, 0)
-	if err != nil {
-		p.logger.ErrorContext(ctx, "read batch for its webhook event; the event is lost", "event_type", eventType, "error", err)
-		return
-	}
-	p.notifier.Notify(ctx, b.BusinessID, eventType, body)
+	return b.BusinessID, body, err
 }

@@ -369,7 +369,12 @@ func (s *Store) finish(ctx context.Context, batchID uuid.UUID, row int, o outcom
 		), stored AS (
 			UPDATE batch_records r SET
 				status = CASE WHEN fate.failure IS NULL THEN $3 ELSE 'failed' END,
-				applicant_id = $4, review_status = $5, review_answer = $6,
+				-- A review webhook may have come before this record's outcome.
+				applicant_id = $4,
+				review_status = coalesce((SELECT 'completed' FROM sumsub_reviews WHERE applicant_id = $4 LIMIT 1), $5),
+				review_answer = coalesce((
+					SELECT review_answer FROM sumsub_reviews WHERE applicant_id = $4
+					ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1), $6),
 				error_code = CASE fate.failure WHEN $10 THEN $12 WHEN $11 THEN $13 ELSE $7 END,
 				error_message = CASE fate.failure WHEN $10 THEN $14 WHEN $11 THEN $15 ELSE $8 END,
 				processed_at = now(), share_token = NULL,

@@ -112,4 +112,11 @@ func TestReviewBeforeLink(t *testing.T) {
 	if status != "REJECTED" {
 		t.Errorf("entity is %s, want REJECTED: the review recorded before the link", status)
 	}
+	var review, answer string
+	if err := pool.QueryRow(ctx, `SELECT review_status, review_answer FROM batch_records WHERE batch_id = $1`, batch).Scan(&review, &answer); err != nil {
+		t.Fatal(err)
+	}
+	if review != "completed" || answer != "RED" {
+		t.Errorf("record's review: %s %s, want completed RED", review, answer)
+	}
 }

@@ -90,7 +90,16 @@ func (s *Store) Apply(ctx context.Context, r Review) (Result, error) {
 			return err
 		}
 		res.Updated = int(tag.RowsAffected())
-		return nil
+		// The batch records that imported the applicant show the review too
+		// (their results and reports), unless a newer review is recorded.
+		_, err = tx.Exec(ctx, `
+			UPDATE batch_records SET review_status = 'completed', review_answer = $2
+			WHERE applicant_id = $1 AND status = 'succeeded'
+			  AND review_answer IS DISTINCT FROM $2
+			  AND NOT EXISTS (SELECT 1 FROM sumsub_reviews
+			                  WHERE applicant_id = $1 AND reviewed_at > $3)`,
+			r.ApplicantID, r.Answer, reviewedAt)
+		return err
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("apply review of applicant %s: %w", r.ApplicantID, err)

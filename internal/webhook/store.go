@@ -128,19 +128,20 @@ func (s *Store) attempts(ctx context.Context, business, endpointID uuid.UUID, li
 // createEvent stores an event and one pending delivery for each endpoint of
 // the business subscribed to its type, in one statement, and returns the
 // deliveries' ids. No subscribed endpoint: nothing is stored.
-func (s *Store) createEvent(ctx context.Context, business uuid.UUID, id, eventType string, body []byte) ([]uuid.UUID, error) {
+func (s *Store) createEvent(ctx context.Context, business uuid.UUID, id, eventType, subject string, body []byte) ([]uuid.UUID, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH ep AS (
 			SELECT id FROM webhook_endpoints
 			WHERE business_id = $1 AND (cardinality(events) = 0 OR $2 = ANY (events))
 		), ev AS (
-			INSERT INTO webhook_events (id, business_id, type, body)
-			SELECT $3, $1, $2, $4 WHERE EXISTS (SELECT 1 FROM ep)
+			INSERT INTO webhook_events (id, business_id, type, subject, body)
+			SELECT $3, $1, $2, $5, $4 WHERE EXISTS (SELECT 1 FROM ep)
+			ON CONFLICT (type, subject) DO NOTHING
 			RETURNING id
 		)
 		INSERT INTO webhook_deliveries (id, event_id, endpoint_id)
 		SELECT gen_random_uuid(), ev.id, ep.id FROM ev CROSS JOIN ep
-		RETURNING id`, business, eventType, id, body)
+		RETURNING id`, business, eventType, id, body, subject)
 	if err != nil {
 		return nil, fmt.Errorf("store event %s: %w", eventType, err)
 	}
@@ -149,6 +150,43 @@ func (s *Store) createEvent(ctx context.Context, business uuid.UUID, id, eventTy
 		return nil, fmt.Errorf("store event %s: %w", eventType, err)
 	}
 	return ids, nil
+}
+
+// missed is an event that should exist and does not.
+type missed struct {
+	Type, Subject string
+}
+
+// missed returns the events of the last day that were never stored: batches
+// and reports finished more than a minute ago, of a business with an
+// endpoint subscribed since before then, without their event (the process
+// that finished them died before storing it).
+func (s *Store) missed(ctx context.Context, limit int) ([]missed, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH finished AS (
+			SELECT 'batch.' || status AS type, id::text AS subject, business_id, completed_at
+			FROM batches WHERE status IN ('completed', 'failed', 'cancelled')
+			  AND completed_at BETWEEN now() - interval '1 day' AND now() - interval '1 minute'
+			UNION ALL
+			SELECT CASE status WHEN 'success' THEN 'report.ready' ELSE 'report.failed' END, id, business_id, completed_at
+			FROM reports WHERE status IN ('success', 'failed')
+			  AND completed_at BETWEEN now() - interval '1 day' AND now() - interval '1 minute'
+		)
+		SELECT f.type, f.subject FROM finished f
+		WHERE EXISTS (
+			SELECT 1 FROM webhook_endpoints e
+			WHERE e.business_id = f.business_id AND e.created_at < f.completed_at
+			  AND (cardinality(e.events) = 0 OR f.type = ANY (e.events)))
+		  AND NOT EXISTS (SELECT 1 FROM webhook_events ev WHERE ev.type = f.type AND ev.subject = f.subject)
+		LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list missed webhook events: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[missed])
+	if err != nil {
+		return nil, fmt.Errorf("list missed webhook events: %w", err)
+	}
+	return list, nil
 }
 
 // delivery is what one attempt needs: the event, where to send it and how to sign it.

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"log/slog"
 	"time"
@@ -58,9 +59,44 @@ func newEventID() string {
 // per endpoint. ingest and reports see it through their own one-method
 // interfaces.
 type Notifier struct {
-	store  *Store
-	queue  taskqueue.Enqueuer
-	logger *slog.Logger
+	store   *Store
+	queue   taskqueue.Enqueuer
+	logger  *slog.Logger
+	sources map[string]Source
+}
+
+// Source rebuilds the business and data of an event about subject (a batch
+// or report id), for Recover.
+type Source func(ctx context.Context, subject string) (business uuid.UUID, data any, err error)
+
+// WithSources tells Recover where the data of each event type comes from; it returns n.
+func (n *Notifier) WithSources(sources map[string]Source) *Notifier {
+	n.sources = sources
+	return n
+}
+
+// Recover stores and sends the events a process failed to store: each is
+// raised after its batch's or report's change commits, so a process dying
+// in between would lose it. The reconciler calls it; an event exists at most
+// once per type and subject, so a late Notify and Recover never both send.
+func (n *Notifier) Recover(ctx context.Context) error {
+	list, err := n.store.missed(ctx, 1000)
+	if err != nil {
+		return err
+	}
+	for _, m := range list {
+		source, ok := n.sources[m.Type]
+		if !ok {
+			continue
+		}
+		business, data, err := source(ctx, m.Subject)
+		if err != nil {
+			return fmt.Errorf("recover %s event of %s: %w", m.Type, m.Subject, err)
+		}
+		n.logger.WarnContext(ctx, "webhook event recovered", "event_type", m.Type, "subject", m.Subject)
+		n.Notify(ctx, business, m.Type, m.Subject, data)
+	}
+	return nil
 }
 
 // NewNotifier returns a Notifier.
@@ -72,7 +108,7 @@ func NewNotifier(store *Store, queue taskqueue.Enqueuer, logger *slog.Logger) *N
 // business's subscribed endpoints and enqueues their deliveries. It never
 // fails its caller, whose state change is already committed: a failure to
 // store is logged; a failure to enqueue is left to the reconciler.
-func (n *Notifier) Notify(ctx context.Context, business uuid.UUID, eventType string, data any) {
+func (n *Notifier) Notify(ctx context.Context, business uuid.UUID, eventType, subject string, data any) {
 	ctx = context.WithoutCancel(ctx)
 	ev := event{Type: eventType, ID: newEventID(), Timestamp: web.Time(time.Now()), Data: data}
 	var buf bytes.Buffer
@@ -83,7 +119,7 @@ func (n *Notifier) Notify(ctx context.Context, business uuid.UUID, eventType str
 		return
 	}
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	ids, err := n.store.createEvent(ctx, business, ev.ID, eventType, body)
+	ids, err := n.store.createEvent(ctx, business, ev.ID, eventType, subject, body)
 	if err != nil {
 		n.logger.ErrorContext(ctx, "store webhook event; it is lost", "event_type", eventType, "error", err)
 		return

@@ -377,3 +377,48 @@ func TestReconcilerRequeuesLostDeliveries(t *testing.T) {
 		t.Errorf("event: %v", ev)
 	}
 }
+
+// TestReconcilerRecoversLostEvents: an event is stored after its batch's
+// change commits; if the process dies in between, the reconciler raises it,
+// once.
+func TestReconcilerRecoversLostEvents(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{})
+	key, _ := e.Business(t)
+	rcv := newReceiver(t, 0)
+	_, secret := register(t, e, key, rcv.URL, "batch.cancelled")
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("lost", e.Entities(t, key, 1)))
+	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
+
+	// As if the API died between the cancel's commit and its event: no
+	// event, no delivery, no task; and that was over a minute ago.
+	ctx := context.Background()
+	var deliveryID string
+	if err := e.Pool.QueryRow(ctx, `SELECT id::text FROM webhook_deliveries`).Scan(&deliveryID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Inspector.DeleteTask("webhooks", "webhook:"+deliveryID); err != nil {
+		t.Fatalf("delete the task: %v", err)
+	}
+	if _, err := e.Pool.Exec(ctx, `DELETE FROM webhook_events`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Pool.Exec(ctx, `UPDATE batches SET completed_at = now() - interval '2 minutes'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Pool.Exec(ctx, `UPDATE webhook_endpoints SET created_at = now() - interval '3 minutes'`); err != nil {
+		t.Fatal(err)
+	}
+	e.StartWorker(t, 5*time.Second) // a worker reconciles at start
+	ev := verify(t, secret, rcv.next(t, 15*time.Second))
+	if ev["type"] != "batch.cancelled" || ev["data"].(map[string]any)["batchId"] != batchID {
+		t.Errorf("event: %v", ev)
+	}
+	var events int
+	if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != 1 {
+		t.Errorf("%d events stored, want the one recovered", events)
+	}
+}

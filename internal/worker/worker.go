@@ -91,6 +91,11 @@ func New(d Deps) (*Worker, error) {
 		d.Logger,
 		d.Metrics,
 	).WithNotifier(notifier)
+	notifier.WithSources(map[string]webhook.Source{
+		ingest.EventBatchCompleted: processor.BatchEvent, ingest.EventBatchFailed: processor.BatchEvent,
+		ingest.EventBatchCancelled: processor.BatchEvent,
+		reports.EventReportReady:   builder.ReportEvent, reports.EventReportFailed: builder.ReportEvent,
+	})
 
 	mux := asynq.NewServeMux()
 	mux.Use(taskContext)
@@ -100,7 +105,7 @@ func New(d Deps) (*Worker, error) {
 	mux.HandleFunc(webhook.TypeDeliver, deliverer.HandleDeliver)
 	// One reconciler for all the work PostgreSQL knows and Redis may have lost.
 	mux.HandleFunc(ingest.TypeReconcile, func(ctx context.Context, _ *asynq.Task) error {
-		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), deliverer.Reconcile(ctx))
+		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), notifier.Recover(ctx), deliverer.Reconcile(ctx))
 	})
 
 	asynqLogger := logger{d.Logger.With("component", "asynq")}
