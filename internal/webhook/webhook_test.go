@@ -351,23 +351,8 @@ func TestEndpointsBelongToTheirBusiness(t *testing.T) {
 
 func TestReconcilerRequeuesLostDeliveries(t *testing.T) {
 	t.Parallel()
-	e := apitest.New(t, apitest.Options{})
-	key, _ := e.Business(t)
-	rcv := newReceiver(t, 0)
-	_, secret := register(t, e, key, rcv.URL, "batch.cancelled")
-	batchID := e.UploadBatch(t, key, apitest.CSVFile("wh", e.Entities(t, key, 1)))
-	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
-
-	// Redis loses the delivery's task before any worker runs.
-	ctx := context.Background()
-	var deliveryID string
-	if err := e.Pool.QueryRow(ctx, `SELECT id::text FROM webhook_deliveries`).Scan(&deliveryID); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Inspector.DeleteTask("webhooks", "webhook:"+deliveryID); err != nil {
-		t.Fatalf("delete the task: %v", err)
-	}
-	if _, err := e.Pool.Exec(ctx, `UPDATE webhook_deliveries SET updated_at = now() - interval '2 minutes'`); err != nil {
+	e, rcv, secret, _ := cancelledWithTaskLost(t)
+	if _, err := e.Pool.Exec(context.Background(), `UPDATE webhook_deliveries SET updated_at = now() - interval '2 minutes'`); err != nil {
 		t.Fatal(err)
 	}
 	// A worker reconciles at start.
@@ -378,28 +363,36 @@ func TestReconcilerRequeuesLostDeliveries(t *testing.T) {
 	}
 }
 
-// TestReconcilerRecoversLostEvents: an event is stored after its batch's
-// change commits; if the process dies in between, the reconciler raises it,
-// once.
-func TestReconcilerRecoversLostEvents(t *testing.T) {
-	t.Parallel()
-	e := apitest.New(t, apitest.Options{})
+// cancelledWithTaskLost registers an endpoint for batch.cancelled, cancels a
+// batch (its event stored, its delivery enqueued), and removes the delivery's
+// task from Redis, as a flush would, before any worker runs.
+func cancelledWithTaskLost(t *testing.T) (e *apitest.Env, rcv *receiver, secret, batchID string) {
+	t.Helper()
+	e = apitest.New(t, apitest.Options{})
 	key, _ := e.Business(t)
-	rcv := newReceiver(t, 0)
-	_, secret := register(t, e, key, rcv.URL, "batch.cancelled")
-	batchID := e.UploadBatch(t, key, apitest.CSVFile("lost", e.Entities(t, key, 1)))
+	rcv = newReceiver(t, 0)
+	_, secret = register(t, e, key, rcv.URL, "batch.cancelled")
+	batchID = e.UploadBatch(t, key, apitest.CSVFile("wh", e.Entities(t, key, 1)))
 	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
-
-	// As if the API died between the cancel's commit and its event: no
-	// event, no delivery, no task; and that was over a minute ago.
-	ctx := context.Background()
 	var deliveryID string
-	if err := e.Pool.QueryRow(ctx, `SELECT id::text FROM webhook_deliveries`).Scan(&deliveryID); err != nil {
+	if err := e.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_deliveries`).Scan(&deliveryID); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Inspector.DeleteTask("webhooks", "webhook:"+deliveryID); err != nil {
 		t.Fatalf("delete the task: %v", err)
 	}
+	return e, rcv, secret, batchID
+}
+
+// TestReconcilerRecoversLostEvents: an event is stored after its batch's
+// change commits; if the process dies in between, the reconciler raises it,
+// once.
+func TestReconcilerRecoversLostEvents(t *testing.T) {
+	t.Parallel()
+	e, rcv, secret, batchID := cancelledWithTaskLost(t)
+	// As if the API died between the cancel's commit and its event: no
+	// event, no delivery, no task; and that was over a minute ago.
+	ctx := context.Background()
 	if _, err := e.Pool.Exec(ctx, `DELETE FROM webhook_events`); err != nil {
 		t.Fatal(err)
 	}
