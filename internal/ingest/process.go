@@ -281,6 +281,7 @@ func (p *Processor) Reconcile(ctx context.Context) error {
 		return err
 	}
 	requeued := 0
+	var errs []error
 	for _, id := range batches {
 		_, _, completed, err := p.store.start(ctx, id, p.cfg.Window)
 		if err != nil {
@@ -294,14 +295,16 @@ func (p *Processor) Reconcile(ctx context.Context) error {
 			return err
 		}
 		for _, row := range rows {
+			// One record that cannot be re-enqueued must not hold back the others.
 			if err := taskqueue.EnqueueOnce(ctx, p.queue, p.inspector, NewImportRecordTask(id, row), QueueSumsub, recordTaskID(id, row)); err != nil {
-				return fmt.Errorf("re-enqueue %s: %w", recordTaskID(id, row), err)
+				errs = append(errs, fmt.Errorf("re-enqueue %s: %w", recordTaskID(id, row), err))
+				continue
 			}
 			requeued++
 		}
 	}
 	p.logger.DebugContext(ctx, "reconciled", "active_batches", len(batches), "queued_records_checked", requeued)
-	return nil
+	return errors.Join(errs...)
 }
 
 // callOutcome labels a Sumsub call for the metrics.

@@ -143,6 +143,7 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 	if err := l.waitLocal(ctx, deadline); err != nil {
 		return err
 	}
+	dropped := false
 	for {
 		sent := time.Now()
 		res, err := l.gcra.AllowN(ctx, l.key, l.limit, units)
@@ -156,11 +157,14 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 			// A grant whose answer took longer than half the margin to
 			// reach us (a busy Redis, or this goroutine not scheduled)
 			// is already late: sent now, its request could arrive past
-			// the margin and meet a 429. It is dropped, unused, and
-			// the next one taken.
-			if time.Since(sent) <= staleGrant {
+			// the margin and meet a 429. The first such grant is
+			// dropped, unused, and the next one taken; only one, so that
+			// a machine too busy for any grant to be on time still
+			// makes progress.
+			if dropped || time.Since(sent) <= staleGrant {
 				return nil
 			}
+			dropped = true
 			continue
 		}
 		// Redis measured RetryAfter from when it ran the script, after

@@ -31,6 +31,13 @@ func EnqueueOnce(ctx context.Context, q Enqueuer, in Inspector, task *asynq.Task
 		return err
 	}
 	info, err := in.GetTaskInfo(queue, id)
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		// Redis was flushed and the queue's registration with it (the
+		// client registers a queue once per process), but the task is
+		// back: a task running during the flush wrote it on finishing or
+		// scheduling its retry. It will run, or its record is final.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("inspect task %s: %w", id, err)
 	}
