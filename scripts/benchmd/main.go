@@ -280,17 +280,17 @@ const notes = `## Method
   claim, the outcome's pipelined transaction, the completion check), the Go process about 1.3 ms
   (Asynq, pgx, the limiter, request signing and the simulator's half of each call) and Redis about
   0.4 ms, against about 0.3 ms in all for a bare Asynq no-op task. What the benchmark found and the
-  product fixed on the way (340 → about 600 records/s): every record locked its batch's row to bump
+  product fixed on the way (340 → 480–600 records/s depending on the run; bare Asynq moves as much
+  between runs on this shared machine, the ratio stays near 0.09): every record locked its batch's row to bump
   the counters, so one batch's records finished one at a time (counters now in 16 slot rows); a
   worker had 4 database connections for 20 tasks (now its concurrency + 4); a record took about 12
   round trips to PostgreSQL (now 3: claim, one pipelined transaction, completion); PostgreSQL
   re-planned the CTEs at every execution (now generic plans); completion scanned the batch's dead
   index entries (now read from the counters). Going further would mean batching several records
   per transaction.
-- Rate-limit use with 3 worker processes: one 429 in one of the three 60 s runs. The permit is
-  taken in Redis, then the request is sent; on 2 cores shared by 5 processes, a process can be
-  descheduled between the two for longer than the limiter's 10 ms margin. The record is retried
-  and nothing is lost; a wider margin would cost about 1% of the rate per 10 ms.
-- Chaos: the 429s "from the rate limit itself" follow the Redis flush, which also empties the
-  limiter's state, so the workers start a fresh window at once. Those records are retried.
+- Rate-limit use with 3 worker processes: an earlier make bench saw one 429 in one of three
+  runs: a grant whose answer from Redis came late was sent late. The limiter now drops (once per
+  wait) a grant whose round trip took more than half its 10 ms margin.
+- Chaos: the Redis flush also empties the limiter's state, so the workers start a fresh window
+  at once: an earlier run saw 5 rate-limit 429s there (retried), the run below none.
 `
