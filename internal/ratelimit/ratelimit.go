@@ -45,7 +45,7 @@ const margin = 10 * time.Millisecond
 
 // staleGrant is how long a permit's round trip to Redis may take before the
 // permit is dropped as too late to use (see Wait).
-const staleGrant = margin / 2
+const staleGrant = margin
 
 // earliness is how long before its theoretical arrival time (TAT) a permit
 // may be granted: the GCRA's tolerance.
@@ -154,9 +154,9 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 			return fmt.Errorf("ask Redis for a %q permit: %w", l.key, err)
 		}
 		if res.Allowed > 0 {
-			// A grant whose answer took longer than half the margin to
-			// reach us (a busy Redis, or this goroutine not scheduled)
-			// is already late: sent now, its request could arrive past
+			// A grant whose answer took longer than the margin to reach
+			// us (a busy Redis, or this goroutine not scheduled) is
+			// already late: sent now, its request could arrive past
 			// the margin and meet a 429. The first such grant is
 			// dropped, unused, and the next one taken; only one, so that
 			// a machine too busy for any grant to be on time still

@@ -290,7 +290,8 @@ const notes = `## Method
   per transaction.
 - Rate-limit use with 3 worker processes: an earlier make bench saw one 429 in one of three
   runs: a grant whose answer from Redis came late was sent late. The limiter now drops (once per
-  wait) a grant whose round trip took more than half its 10 ms margin.
+  wait) a grant whose round trip took longer than its 10 ms margin. (The runs above dropped at
+  half the margin; the final threshold drops fewer grants.)
 - Chaos: the Redis flush also empties the limiter's state, so the workers start a fresh window
   at once: an earlier run saw 5 rate-limit 429s there (retried), the run below none.
 `
