@@ -52,6 +52,11 @@ type Options struct {
 	Window            int           // batch window (default 20)
 	ReconcileInterval time.Duration // default 1 h: tests run the reconciler when they mean to
 	Monitoring        bool          // mount the Asynq dashboard, with the credentials in Config.Monitoring
+	// ProductionPool opens the production pool (database.PoolSize) instead of
+	// pgx's default of 4 connections: benchmarks of the pipeline's
+	// throughput want it; tests of timing keep the smaller pool, under which
+	// two workers in one race-detector process stay inside the limiter's margin.
+	ProductionPool bool
 	// BlockPrivateWebhookURLs refuses webhook endpoints on loopback and
 	// private addresses, as production does (tests allow them by default:
 	// their receivers listen on 127.0.0.1).
@@ -123,8 +128,12 @@ func New(tb testing.TB, opts Options) *Env {
 	cfg.BatchWindow = opts.Window
 	cfg.WorkerConcurrency = 20
 	cfg.ReconcileInterval = opts.ReconcileInterval
-	// The production pool size (its connections open as they are needed).
-	pool, err := database.Open(ctx, dbtest.URL(tb), database.PoolSize(cfg.WorkerConcurrency))
+	// pgx's default pool, or the production one (its connections open as needed).
+	var poolSize int32
+	if opts.ProductionPool {
+		poolSize = database.PoolSize(cfg.WorkerConcurrency)
+	}
+	pool, err := database.Open(ctx, dbtest.URL(tb), poolSize)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 // runs under the same load.
 func BenchmarkPipelineCeiling(b *testing.B) {
 	const n, rate = 5000, 5000
-	e := apitest.New(b, apitest.Options{SumsubRate: rate})
+	e := apitest.New(b, apitest.Options{SumsubRate: rate, ProductionPool: true})
 	key, business := e.Business(b)
 	ids := entities(b, e, business, n)
 	bareRedis := redistest.URL(b)
