@@ -17,7 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kycbatch/kycbatch/client"
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
 )
 

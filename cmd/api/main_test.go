@@ -9,7 +9,7 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 )
 
 func TestAdminCommands(t *testing.T) {

@@ -15,9 +15,9 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
-	"github.com/kycbatch/kycbatch/internal/proctest"
-	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 )

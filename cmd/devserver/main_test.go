@@ -18,8 +18,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
-	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
 // startDevServer runs the dev server as `make run` does, on free ports, and

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/kycbatch/kycbatch/client"
-	"github.com/kycbatch/kycbatch/internal/apitest"
-	"github.com/kycbatch/kycbatch/internal/proctest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 )
 
 // cli runs the built command against one service with one API key.

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
-	"github.com/kycbatch/kycbatch/internal/proctest"
-	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 )
 

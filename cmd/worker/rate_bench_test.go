@@ -18,9 +18,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
-	"github.com/kycbatch/kycbatch/internal/proctest"
-	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
 )
 

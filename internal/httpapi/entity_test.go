@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"

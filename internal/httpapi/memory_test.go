@@ -9,8 +9,8 @@ import (
 	"runtime/debug"
 	"testing"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
-	"github.com/kycbatch/kycbatch/internal/heaptest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/heaptest"
 
 	"github.com/google/uuid"
 )

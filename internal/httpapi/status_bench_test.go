@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 // BenchmarkBatchStatus32 reads a pending batch's status (with its completion

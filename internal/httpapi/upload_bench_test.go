@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 
 	"github.com/google/uuid"
 )

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"

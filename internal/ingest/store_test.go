@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 )
 
 // TestClaim: while one task's call for a record is unanswered, a second task

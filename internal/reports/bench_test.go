@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/kycbatch/kycbatch/internal/database/dbtest"
-	"github.com/kycbatch/kycbatch/internal/heaptest"
-	"github.com/kycbatch/kycbatch/internal/storage/s3test"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/heaptest"
+	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 )
 
 // BenchmarkBuildReport builds the reports of a 5,000- and a 50,000-record

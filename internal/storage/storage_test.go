@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/storage/s3test"
+	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 )
 
 func get(t *testing.T, link string) (int, []byte) {

@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
-	"github.com/kycbatch/kycbatch/internal/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
 // BenchmarkPipelineCeiling measures how fast the whole pipeline turns records

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 // checkNoTokenLostOrDoubled checks, against what the simulator saw, that no

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycbatch/kycbatch/internal/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 // TestNoSecretInLogs runs a batch through every outcome, a report and a

@@ -6,7 +6,7 @@ import (
 	"runtime/debug"
 	"testing"
 
-	"github.com/kycbatch/kycbatch/internal/heaptest"
+	"github.com/kycbatch/kycbatch/internal/testing/heaptest"
 )
 
 // TestRSS touches 64 MB and checks that the peak resident set grows by most
