@@ -17,8 +17,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kycbatch/kycbatch/client"
-	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 // TestEndToEnd drives the real service through the client, from an entity

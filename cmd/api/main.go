@@ -19,9 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
@@ -29,7 +26,6 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
-	"github.com/kycbatch/kycbatch/internal/metrics"
 )
 
 func main() {
@@ -42,7 +38,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(getenv)
+	cfg, err := config.LoadAPI(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -63,9 +59,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // serve runs the HTTP API until ctx ends.
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+func serve(ctx context.Context, cfg config.API, stderr io.Writer) error {
 	logger := logging.New(stderr, cfg.LogLevel)
-	a, err := app.Open(ctx, cfg)
+	a, err := app.Open(ctx, cfg.Common, app.Options{
+		PoolSize: database.APIPoolSize, SumsubRateLimit: cfg.SumsubRateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+	}, logger)
 	if err != nil {
 		return err
 	}
@@ -75,15 +73,11 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
 	}
 	logger.Info("api listening", "addr", ln.Addr().String(), "config", cfg)
-	m := metrics.New()
-	m.WatchQueues(asynq.NewInspectorFromRedisClient(a.Redis))
-	m.WatchBatches(a.Pool, logger)
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring, SumsubWebhookSecret: cfg.Sumsub.WebhookSecret})
-	return app.Serve(ctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 30*time.Second, logger)
+	return app.Serve(ctx, app.HTTPServer(httpapi.New(a, cfg), logger), ln, cfg.ShutdownTimeout, logger)
 }
 
 // migrate applies the migrations: the deploy step before new code starts.
-func migrate(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+func migrate(ctx context.Context, cfg config.API, stdout io.Writer) error {
 	pool, err := database.Open(ctx, cfg.DatabaseURL, 0)
 	if err != nil {
 		return err
@@ -97,7 +91,7 @@ func migrate(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 }
 
 // admin runs the commands that manage businesses and keys.
-func admin(ctx context.Context, cfg config.Config, cmd string, args []string, stdout io.Writer) error {
+func admin(ctx context.Context, cfg config.API, cmd string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("name", "", "business name (create-business)")
 	business := fs.String("business", "", "business name (create-api-key)")

@@ -15,11 +15,11 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
-	"github.com/kycbatch/kycbatch/internal/storage"
-	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 )
 
 // TestServeDrainsOnSIGTERM runs the API as a real process, starts a slow

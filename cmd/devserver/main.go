@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kycbatch/kycbatch/internal/app"
@@ -28,7 +27,6 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
-	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
@@ -44,10 +42,11 @@ func main() {
 	}
 }
 
-// devConfig is the dev server's configuration: the service's own plus where
-// it keeps its files and which key it gives the dev business.
+// devConfig is the dev server's configuration: the API's and the worker's,
+// plus where it keeps its files and which key it gives the dev business.
 type devConfig struct {
-	config.Config
+	API    config.API
+	Worker config.Worker
 	// DataDir holds the embedded S3's buckets and the dev API key (DATA_DIR).
 	DataDir string
 	// S3Addr is where the embedded S3 endpoint listens (DEV_S3_ADDR).
@@ -77,10 +76,29 @@ const (
 	devWebhookDelay  = 5 * time.Second
 )
 
+// devDefaults are the dev server's own defaults, over the binaries': the
+// simulator's credentials (its address is known once it listens), the
+// dashboard on, and webhook receivers on localhost allowed.
+var devDefaults = map[string]string{
+	"SUMSUB_APP_TOKEN":           sumsubsim.DevAppToken,
+	"SUMSUB_SECRET_KEY":          sumsubsim.DevSecretKey,
+	"SUMSUB_WEBHOOK_SECRET":      devWebhookSecret,
+	"WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+}
+
 func loadConfig(getenv func(string) string) (devConfig, error) {
-	cfg, err := config.Load(getenv)
+	env := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return devDefaults[name]
+	}
+	api, err := config.LoadAPI(env)
+	worker, werr := config.LoadWorker(env)
+	err = errors.Join(err, werr)
 	c := devConfig{
-		Config:  cfg,
+		API:     api,
+		Worker:  worker,
 		DataDir: orDefault(getenv("DATA_DIR"), ".data"),
 		S3Addr:  orDefault(getenv("DEV_S3_ADDR"), "127.0.0.1:8070"),
 		APIKey:  strings.TrimSpace(getenv("DEV_API_KEY")),
@@ -96,12 +114,8 @@ func loadConfig(getenv func(string) string) (devConfig, error) {
 		err = errors.Join(err, fmt.Errorf("SUMSUB_SIM_LATENCY: want a duration such as 50ms, got %q", getenv("SUMSUB_SIM_LATENCY")))
 	}
 	c.SimLatency = latency
-	if !c.Monitoring.Enabled() { // the dashboard is on in development, with known credentials
-		c.Monitoring.User, c.Monitoring.Password = devMonitoringUser, devMonitoringPassword
-	}
-	c.Sumsub.WebhookSecret = orDefault(c.Sumsub.WebhookSecret, devWebhookSecret)
-	if strings.TrimSpace(getenv("WEBHOOK_ALLOW_PRIVATE_URLS")) == "" { // webhook receivers on localhost are the norm in development
-		c.Webhooks.AllowPrivateURLs = true
+	if !c.API.Monitoring.Enabled() { // the dashboard is on in development, with known credentials
+		c.API.Monitoring.User, c.API.Monitoring.Password = devMonitoringUser, devMonitoringPassword
 	}
 	return c, err
 }
@@ -111,7 +125,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	logger := logging.New(stderr, cfg.LogLevel)
+	logger := logging.New(stderr, cfg.API.LogLevel)
 
 	// The embedded S3 endpoint comes first: the service's storage points at it.
 	s3Handler, err := s3local.OnDisk(filepath.Join(cfg.DataDir, "s3"))
@@ -122,19 +136,25 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("listen on DEV_S3_ADDR: %w", err)
 	}
-	cfg.S3 = s3local.Config("http://"+s3ln.Addr().String(), cfg.S3.Bucket)
-	sim := sumsubsim.New(sumsubsim.Config{AppToken: sumsubsim.DevAppToken, SecretKey: sumsubsim.DevSecretKey, RateLimit: cfg.Sumsub.RateLimit, Latency: cfg.SimLatency})
+	cfg.API.S3 = s3local.Config("http://"+s3ln.Addr().String(), cfg.API.S3.Bucket)
+	cfg.Worker.Common = cfg.API.Common
+	sim := sumsubsim.New(sumsubsim.Config{AppToken: sumsubsim.DevAppToken, SecretKey: sumsubsim.DevSecretKey, RateLimit: cfg.Worker.Sumsub.RateLimit, Latency: cfg.SimLatency})
 	simln, err := net.Listen("tcp", cfg.SimAddr)
 	if err != nil {
 		return fmt.Errorf("listen on SUMSUB_SIM_ADDR: %w", err)
 	}
-	cfg.Sumsub.BaseURL = "http://" + simln.Addr().String()
-	cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = sumsubsim.DevAppToken, sumsubsim.DevSecretKey
+	cfg.Worker.Sumsub.BaseURL = "http://" + simln.Addr().String()
+	cfg.Worker.Sumsub.AppToken, cfg.Worker.Sumsub.SecretKey = sumsubsim.DevAppToken, sumsubsim.DevSecretKey
 
-	if err := database.EnsureExists(ctx, cfg.DatabaseURL); err != nil {
+	if err := database.EnsureExists(ctx, cfg.API.DatabaseURL); err != nil {
 		return err
 	}
-	a, err := app.Open(ctx, cfg.Config)
+	// One process: the API and the worker share the connections, the
+	// services and one set of metrics.
+	a, err := app.Open(ctx, cfg.API.Common, app.Options{
+		PoolSize:        database.APIPoolSize + database.WorkerPoolSize(cfg.Worker.Concurrency),
+		SumsubRateLimit: cfg.API.SumsubRateLimit, ReportLinkTTL: cfg.API.ReportLinkTTL,
+	}, logger)
 	if err != nil {
 		return err
 	}
@@ -147,12 +167,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", cfg.API.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR: %w", err)
 	}
 	// The simulator's review webhooks come back to this API.
-	sim.SetWebhook(sumsubsim.Webhook{URL: "http://" + ln.Addr().String() + "/webhooks/sumsub", Secret: cfg.Sumsub.WebhookSecret, Delay: devWebhookDelay})
+	sim.SetWebhook(sumsubsim.Webhook{URL: "http://" + ln.Addr().String() + "/webhooks/sumsub", Secret: cfg.API.SumsubWebhookSecret, Delay: devWebhookDelay})
 	defer sim.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -161,11 +181,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	g.Go(func() error {
 		return app.Serve(gctx, &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}, simln, 5*time.Second, logger)
 	})
-	// One process: the API and the worker share one set of metrics.
-	m := metrics.New()
-	m.WatchQueues(asynq.NewInspectorFromRedisClient(a.Redis))
-	m.WatchBatches(a.Pool, logger)
-	w, err := worker.New(worker.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Config: cfg.Config, Files: a.Files})
+	w, err := worker.New(a, cfg.Worker)
 	if err != nil {
 		return err
 	}
@@ -173,12 +189,11 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := ensureBucket(ctx, a.Files); err != nil {
 		return err
 	}
-	handler := httpapi.NewServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files, Queue: a.Queue, SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring, SumsubWebhookSecret: cfg.Sumsub.WebhookSecret})
 	g.Go(func() error {
-		return app.Serve(gctx, httpapi.HTTPServer(cfg.HTTPAddr, handler, logger), ln, 10*time.Second, logger)
+		return app.Serve(gctx, app.HTTPServer(httpapi.New(a, cfg.API), logger), ln, 10*time.Second, logger)
 	})
-	logger.Info("dev server started", "config", cfg.Config, "s3_addr", s3ln.Addr().String(), "sumsub_sim_addr", simln.Addr().String())
-	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Sumsub.BaseURL, key, cfg.Monitoring)
+	logger.Info("dev server started", "api", cfg.API, "worker", cfg.Worker, "s3_addr", s3ln.Addr().String(), "sumsub_sim_addr", simln.Addr().String())
+	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Worker.Sumsub.BaseURL, key, cfg.API.Monitoring)
 	return g.Wait()
 }
 

@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 )
 
 // TestProcessSIGTERM runs the simulator as a real process: it serves its

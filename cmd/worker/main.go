@@ -1,6 +1,7 @@
 // Command worker runs the Asynq server of kycbatch: it turns stored batches
-// into Sumsub imports and builds reports. Configuration comes from environment
-// variables (see .env.example).
+// into Sumsub imports, builds reports and delivers webhooks. It serves its
+// health, readiness and metrics on WORKER_METRICS_ADDR. Configuration comes
+// from environment variables (see .env.example).
 package main
 
 import (
@@ -17,9 +18,8 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/config"
-	"github.com/kycbatch/kycbatch/internal/httpapi"
+	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/logging"
-	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
@@ -33,34 +33,31 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.Load(getenv)
+	cfg, err := config.LoadWorker(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	if err := cfg.CheckWorker(); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
 	logger := logging.New(stderr, cfg.LogLevel)
-	a, err := app.Open(ctx, cfg)
+	a, err := app.Open(ctx, cfg.Common, app.Options{
+		PoolSize: database.WorkerPoolSize(cfg.Concurrency), SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+	}, logger)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	m := metrics.New()
-	w, err := worker.New(worker.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Config: cfg, Files: a.Files})
+	w, err := worker.New(a, cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.WorkerOpsAddr)
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("listen on WORKER_METRICS_ADDR: %w", err)
 	}
-	ops := httpapi.NewOpsServer(httpapi.Deps{Logger: logger, Metrics: m, Pool: a.Pool, Redis: a.Redis, Files: a.Files})
-	logger.Info("worker starting", "config", cfg, "ops_addr", ln.Addr().String())
+	logger.Info("worker starting", "config", cfg, "metrics_addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error {
-		return app.Serve(gctx, httpapi.HTTPServer(cfg.WorkerOpsAddr, ops, logger), ln, 5*time.Second, logger)
+		return app.Serve(gctx, app.HTTPServer(a.OpsHandler(), logger), ln, 5*time.Second, logger)
 	})
 	return g.Wait()
 }

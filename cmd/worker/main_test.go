@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
-	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 )
 
 // TestWorkerProcessProbesAndSIGTERM runs the worker as a real process: its

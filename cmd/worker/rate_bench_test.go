@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
-	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
 )
 
 // rateLimit is Sumsub's limit in the rate benchmark: the contract's 10 requests a second.

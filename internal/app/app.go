@@ -1,6 +1,8 @@
-// Package app opens the connections a kycbatch process needs (PostgreSQL,
-// Redis, S3) and runs its HTTP listeners until the context ends, so that
-// cmd/api, cmd/worker and cmd/devserver wire the same pieces the same way.
+// Package app is the composition root of kycbatch: Open connects to
+// PostgreSQL, Redis and S3 once and builds the domain services on them; the
+// API handler (httpapi.New), the worker (worker.New) and the operations
+// handler (OpsHandler) are built from the App, so that cmd/api, cmd/worker
+// and cmd/devserver only wire, and wire the same pieces the same way.
 package app
 
 import (
@@ -18,24 +20,48 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/event"
+	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/metrics"
+	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
 // RedisStartHint tells a developer how to start the Redis of this machine.
 const RedisStartHint = `start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no`
 
-// App holds the open connections of a process.
+// App holds a process's connections and the domain services built on them.
 type App struct {
-	Pool  *pgxpool.Pool
-	Redis redis.UniversalClient
-	Queue *asynq.Client
-	Files *storage.Store
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
+	Pool      *pgxpool.Pool
+	Redis     redis.UniversalClient
+	Queue     *asynq.Client
+	Inspector *asynq.Inspector
+	Files     *storage.Store
+	// Outbox announces the events recorded with the changes they report.
+	Outbox *event.Outbox
+	// Batches and Reports serve the API and render the data of webhook events.
+	Batches *ingest.Service
+	Reports *reports.Service
 }
 
-// Open connects to PostgreSQL, Redis and S3 as cfg says. An unreachable
-// PostgreSQL or Redis is one clear error naming its URL and how to start it.
-func Open(ctx context.Context, cfg config.Config) (*App, error) {
-	pool, err := database.Open(ctx, cfg.DatabaseURL, database.PoolSize(cfg.WorkerConcurrency))
+// Options are what the domain services need besides the connections.
+type Options struct {
+	// PoolSize bounds the PostgreSQL pool (0: pgx's default; pool_max_conns
+	// in DATABASE_URL wins).
+	PoolSize int32
+	// SumsubRateLimit paces every batch: completion estimates come from it.
+	SumsubRateLimit int
+	// ReportLinkTTL is how long a report's download link works.
+	ReportLinkTTL time.Duration
+}
+
+// Open connects to PostgreSQL, Redis and S3 as cfg says and builds the
+// services. An unreachable PostgreSQL or Redis is one clear error naming its
+// URL and how to start it.
+func Open(ctx context.Context, cfg config.Common, opts Options, logger *slog.Logger) (*App, error) {
+	pool, err := database.Open(ctx, cfg.DatabaseURL, opts.PoolSize)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +76,19 @@ func Open(ctx context.Context, cfg config.Config) (*App, error) {
 		rdb.Close()
 		return nil, err
 	}
-	return &App{Pool: pool, Redis: rdb, Queue: asynq.NewClientFromRedisClient(rdb), Files: files}, nil
+	return New(pool, rdb, files, opts, logger), nil
+}
+
+// New builds an App on open connections (tests bring their own).
+func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, opts Options, logger *slog.Logger) *App {
+	a := &App{
+		Logger: logger, Metrics: metrics.New(), Pool: pool, Redis: rdb, Files: files,
+		Queue: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
+	}
+	a.Outbox = event.NewOutbox(a.Queue, logger)
+	a.Batches = ingest.NewService(pool, files, a.Queue, a.Outbox, logger, opts.SumsubRateLimit)
+	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, logger)
+	return a
 }
 
 // OpenRedis connects to the Redis at url and checks that it answers.
@@ -69,14 +107,14 @@ func OpenRedis(ctx context.Context, url string) (*redis.Client, error) {
 	return rdb, nil
 }
 
-// Close closes every connection. The Asynq client shares the Redis client
-// and has nothing of its own to close.
+// Close closes every connection. The Asynq client and inspector share the
+// Redis client and have nothing of their own to close.
 func (a *App) Close() {
 	a.Redis.Close()
 	a.Pool.Close()
 }
 
-// Serve serves handler on ln until ctx ends, then stops accepting and lets
+// Serve serves srv on ln until ctx ends, then stops accepting and lets
 // in-flight requests finish for up to drain.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, logger *slog.Logger) error {
 	errc := make(chan error, 1)
@@ -96,4 +134,17 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Du
 		return err
 	}
 	return nil
+}
+
+// HTTPServer wraps handler with the timeouts and limits every listener of kycbatch uses.
+func HTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // a 10 MB upload on a slow link
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }

@@ -21,10 +21,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 )
 
 // batchShares split the records over the suite's five batches; batch i

@@ -1,6 +1,8 @@
-// Package config reads the configuration of kycbatch from environment
-// variables, once, at start. Every bad value is reported, each with its
-// variable's name; no secret is ever part of an error or of String.
+// Package config reads the configuration of each kycbatch binary from
+// environment variables, once, at start: API for cmd/api, Worker for
+// cmd/worker (the dev server reads both). Every bad value is reported, each
+// with its variable's name; no secret is ever part of an error or of what
+// the configuration logs.
 package config
 
 import (
@@ -17,48 +19,90 @@ import (
 	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
-// Config is the configuration shared by the API, the worker and the dev server.
-type Config struct {
-	// HTTPAddr is where the API listens (HTTP_ADDR).
-	HTTPAddr string
-	// WorkerOpsAddr is where a worker serves /healthz and /readyz (WORKER_METRICS_ADDR).
-	WorkerOpsAddr string
+// Common is what every process reads: where PostgreSQL, Redis and S3 are,
+// how to log and how long to take to stop.
+type Common struct {
 	// DatabaseURL is the PostgreSQL connection URL (DATABASE_URL).
 	DatabaseURL string
-	// RedisURL is the Redis URL of the Asynq queues (REDIS_URL).
+	// RedisURL is the Redis URL of the queues and the rate limiter (REDIS_URL).
 	RedisURL string
 	// S3 says where raw uploads and reports are kept (S3_ENDPOINT, S3_REGION,
 	// S3_BUCKET, S3_FORCE_PATH_STYLE; credentials from the AWS default chain).
 	S3 storage.Config
 	// LogLevel is the lowest level logged (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
+	// ShutdownTimeout is how long a stopping process lets running work
+	// finish: HTTP requests, and a worker's tasks (SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+}
 
+// API is the configuration of the API server.
+type API struct {
+	Common
+	// HTTPAddr is where the API listens (HTTP_ADDR).
+	HTTPAddr string
+	// SumsubRateLimit is Sumsub's rate (SUMSUB_RATE_LIMIT), which paces every
+	// batch: the status estimates completion from it.
+	SumsubRateLimit int
+	// SumsubWebhookSecret checks the X-Payload-Digest of Sumsub's webhooks
+	// (SUMSUB_WEBHOOK_SECRET); empty: POST /webhooks/sumsub is not mounted.
+	// A secret: never logged.
+	SumsubWebhookSecret string
+	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
+	ReportLinkTTL time.Duration
+	// AllowPrivateWebhookURLs accepts webhook endpoints on loopback, private,
+	// link-local and other non-public addresses (WEBHOOK_ALLOW_PRIVATE_URLS):
+	// for development and tests only, since a client could otherwise make us
+	// call into our network.
+	AllowPrivateWebhookURLs bool
+	// Monitoring is the Asynq dashboard at /monitoring/.
+	Monitoring Monitoring
+}
+
+// Worker is the configuration of a worker process.
+type Worker struct {
+	Common
+	// MetricsAddr is where the worker serves /metrics, /healthz and /readyz (WORKER_METRICS_ADDR).
+	MetricsAddr string
 	// Sumsub is how the worker reaches Sumsub and how fast it may call it.
 	Sumsub Sumsub
 	// BatchWindow is how many records of one batch may wait in the Sumsub
 	// queue at once (BATCH_WINDOW), so that batches share the rate fairly;
 	// the worker caps it at half a second of the rate limit.
 	BatchWindow int
-	// WorkerConcurrency is how many tasks one worker process runs at once (WORKER_CONCURRENCY).
-	WorkerConcurrency int
+	// Concurrency is how many tasks one worker process runs at once (WORKER_CONCURRENCY).
+	Concurrency int
 	// ReconcileInterval is how often the reconciler re-enqueues what Redis
 	// lost (RECONCILE_INTERVAL).
 	ReconcileInterval time.Duration
-	// Monitoring is the Asynq dashboard at /monitoring/.
-	Monitoring Monitoring
-	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
+	// ReportLinkTTL is how long the link in a report's webhook event works (REPORT_LINK_TTL).
 	ReportLinkTTL time.Duration
-	// ShutdownTimeout is how long a stopping process lets running work finish (SHUTDOWN_TIMEOUT).
-	ShutdownTimeout time.Duration
 	// Webhooks is how events are sent to the businesses' webhook endpoints.
 	Webhooks Webhooks
 }
 
-// Webhooks is the configuration of outgoing webhooks.
+// Sumsub is the configuration of the Sumsub client.
+type Sumsub struct {
+	// BaseURL is Sumsub's API (SUMSUB_BASE_URL).
+	BaseURL string
+	// AppToken and SecretKey sign every request (SUMSUB_APP_TOKEN,
+	// SUMSUB_SECRET_KEY), both required. Secrets: never logged.
+	AppToken  string
+	SecretKey string
+	// RateLimit is the number of requests per second allowed to all worker
+	// processes together (SUMSUB_RATE_LIMIT).
+	RateLimit int
+	// DefaultLevel is the level of records that name none (SUMSUB_DEFAULT_LEVEL);
+	// empty: Sumsub's default level.
+	DefaultLevel string
+	// Timeout bounds one Sumsub request (SUMSUB_TIMEOUT).
+	Timeout time.Duration
+}
+
+// Webhooks is the configuration of outgoing webhook deliveries.
 type Webhooks struct {
-	// AllowPrivateURLs accepts endpoints on loopback, private, link-local and
-	// other non-public addresses (WEBHOOK_ALLOW_PRIVATE_URLS): for development
-	// and tests only, since a client could otherwise make us call into our network.
+	// AllowPrivateURLs lets deliveries connect to non-public addresses
+	// (WEBHOOK_ALLOW_PRIVATE_URLS; see API.AllowPrivateWebhookURLs).
 	AllowPrivateURLs bool
 	// RetryBase is the wait before the first retry of a failed delivery
 	// (WEBHOOK_RETRY_BASE); the whole schedule (5 s, 5 min … 24 h) scales with it.
@@ -80,28 +124,6 @@ type Monitoring struct {
 // Enabled reports whether the dashboard is mounted.
 func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 
-// Sumsub is the configuration of the Sumsub client.
-type Sumsub struct {
-	// BaseURL is Sumsub's API (SUMSUB_BASE_URL).
-	BaseURL string
-	// AppToken and SecretKey sign every request (SUMSUB_APP_TOKEN,
-	// SUMSUB_SECRET_KEY); the worker needs both. Secrets: never logged.
-	AppToken  string
-	SecretKey string
-	// RateLimit is the number of requests per second allowed to all worker
-	// processes together (SUMSUB_RATE_LIMIT).
-	RateLimit int
-	// DefaultLevel is the level of records that name none (SUMSUB_DEFAULT_LEVEL);
-	// empty: Sumsub's default level.
-	DefaultLevel string
-	// Timeout bounds one Sumsub request (SUMSUB_TIMEOUT).
-	Timeout time.Duration
-	// WebhookSecret checks the X-Payload-Digest of Sumsub's webhooks
-	// (SUMSUB_WEBHOOK_SECRET); empty: POST /webhooks/sumsub is not mounted.
-	// A secret: never logged.
-	WebhookSecret string
-}
-
 // Defaults serve local development.
 var Defaults = map[string]string{
 	"HTTP_ADDR":           "127.0.0.1:8080",
@@ -113,13 +135,13 @@ var Defaults = map[string]string{
 	"S3_BUCKET":           "kycbatch",
 	"S3_FORCE_PATH_STYLE": "false",
 	"LOG_LEVEL":           "info",
+	"SHUTDOWN_TIMEOUT":    "30s",
 	"SUMSUB_BASE_URL":     "https://api.sumsub.com",
 	"SUMSUB_RATE_LIMIT":   "10",
 	"SUMSUB_TIMEOUT":      "10s",
 	"BATCH_WINDOW":        "20",
 	"WORKER_CONCURRENCY":  "20",
 	"RECONCILE_INTERVAL":  "30s",
-	"SHUTDOWN_TIMEOUT":    "30s",
 	"REPORT_LINK_TTL":     "10m",
 	"MONITORING_READONLY": "false",
 
@@ -127,118 +149,91 @@ var Defaults = map[string]string{
 	"WEBHOOK_RETRY_BASE":         "5s",
 }
 
-// Load reads the configuration through getenv (os.Getenv in production, a
-// map in tests), falling back to Defaults for unset variables.
-func Load(getenv func(string) string) (Config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return Defaults[name]
-	}
-	var errs []error
-	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
-	}
-
-	c := Config{
-		HTTPAddr:      get("HTTP_ADDR"),
-		WorkerOpsAddr: get("WORKER_METRICS_ADDR"),
-		DatabaseURL:   get("DATABASE_URL"),
-		RedisURL:      get("REDIS_URL"),
-		S3: storage.Config{
-			Endpoint: get("S3_ENDPOINT"),
-			Region:   get("S3_REGION"),
-			Bucket:   get("S3_BUCKET"),
+// LoadAPI reads the API's configuration through getenv (os.Getenv in
+// production, a map in tests), falling back to Defaults for unset variables.
+func LoadAPI(getenv func(string) string) (API, error) {
+	r := reader{getenv: getenv}
+	c := API{
+		Common:                  r.common(),
+		HTTPAddr:                r.addr("HTTP_ADDR"),
+		SumsubRateLimit:         r.positive("SUMSUB_RATE_LIMIT", 100000),
+		SumsubWebhookSecret:     r.get("SUMSUB_WEBHOOK_SECRET"),
+		ReportLinkTTL:           r.linkTTL(),
+		AllowPrivateWebhookURLs: r.boolean("WEBHOOK_ALLOW_PRIVATE_URLS"),
+		Monitoring: Monitoring{
+			User: r.get("MONITORING_USER"), Password: r.get("MONITORING_PASSWORD"),
+			ReadOnly: r.boolean("MONITORING_READONLY"), PrometheusAddr: r.get("MONITORING_PROMETHEUS_ADDR"),
 		},
 	}
-	for name, addr := range map[string]string{"HTTP_ADDR": c.HTTPAddr, "WORKER_METRICS_ADDR": c.WorkerOpsAddr} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad(name, "want host:port, got %q", addr)
-		}
-	}
-	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("DATABASE_URL", "want postgres://user@host:port/database")
-	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		bad("REDIS_URL", "want redis://host:port/db")
-	}
-	if c.S3.Endpoint != "" {
-		if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("S3_ENDPOINT", "want an http(s) URL, got %q", c.S3.Endpoint)
-		}
-	}
-	var err error
-	if c.S3.ForcePathStyle, err = strconv.ParseBool(get("S3_FORCE_PATH_STYLE")); err != nil {
-		bad("S3_FORCE_PATH_STYLE", "want true or false, got %q", get("S3_FORCE_PATH_STYLE"))
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
-		bad("LOG_LEVEL", "want debug, info, warn or error, got %q", get("LOG_LEVEL"))
-	}
-	c.Monitoring = Monitoring{User: get("MONITORING_USER"), Password: get("MONITORING_PASSWORD"), PrometheusAddr: get("MONITORING_PROMETHEUS_ADDR")}
-	if c.Monitoring.ReadOnly, err = strconv.ParseBool(get("MONITORING_READONLY")); err != nil {
-		bad("MONITORING_READONLY", "want true or false, got %q", get("MONITORING_READONLY"))
-	}
 	if (c.Monitoring.User == "") != (c.Monitoring.Password == "") {
-		bad("MONITORING_USER", "set both MONITORING_USER and MONITORING_PASSWORD, or neither")
+		r.bad("MONITORING_USER", "set both MONITORING_USER and MONITORING_PASSWORD, or neither")
 	}
-	c.Sumsub = Sumsub{
-		BaseURL:       strings.TrimSuffix(get("SUMSUB_BASE_URL"), "/"),
-		AppToken:      get("SUMSUB_APP_TOKEN"),
-		SecretKey:     get("SUMSUB_SECRET_KEY"),
-		DefaultLevel:  get("SUMSUB_DEFAULT_LEVEL"),
-		WebhookSecret: get("SUMSUB_WEBHOOK_SECRET"),
-	}
-	if u, err := url.Parse(c.Sumsub.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("SUMSUB_BASE_URL", "want an http(s) URL, got %q", c.Sumsub.BaseURL)
-	}
-	positive := func(name string, max int) int {
-		n, err := strconv.Atoi(get(name))
-		if err != nil || n < 1 || n > max {
-			bad(name, "want a whole number from 1 to %d, got %q", max, get(name))
-		}
-		return n
-	}
-	c.Sumsub.RateLimit = positive("SUMSUB_RATE_LIMIT", 100000)
-	c.BatchWindow = positive("BATCH_WINDOW", 10000)
-	c.WorkerConcurrency = positive("WORKER_CONCURRENCY", 10000)
-	duration := func(name string) time.Duration {
-		d, err := time.ParseDuration(get(name))
-		if err != nil || d <= 0 {
-			bad(name, "want a positive duration such as 30s, got %q", get(name))
-		}
-		return d
-	}
-	c.Sumsub.Timeout = duration("SUMSUB_TIMEOUT")
-	c.ReconcileInterval = duration("RECONCILE_INTERVAL")
-	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
-	if c.ReportLinkTTL = duration("REPORT_LINK_TTL"); c.ReportLinkTTL > 7*24*time.Hour {
-		bad("REPORT_LINK_TTL", "S3 presigned links last at most 7 days, got %s", c.ReportLinkTTL)
-	}
-	if c.Webhooks.AllowPrivateURLs, err = strconv.ParseBool(get("WEBHOOK_ALLOW_PRIVATE_URLS")); err != nil {
-		bad("WEBHOOK_ALLOW_PRIVATE_URLS", "want true or false, got %q", get("WEBHOOK_ALLOW_PRIVATE_URLS"))
-	}
-	c.Webhooks.RetryBase = duration("WEBHOOK_RETRY_BASE")
-	return c, errors.Join(errs...)
+	return c, r.err()
 }
 
-// CheckWorker reports what the worker needs that the API does not.
-func (c Config) CheckWorker() error {
-	var errs []error
-	if c.Sumsub.AppToken == "" {
-		errs = append(errs, errors.New("SUMSUB_APP_TOKEN: required by the worker"))
+// LoadWorker reads a worker's configuration as LoadAPI does the API's.
+func LoadWorker(getenv func(string) string) (Worker, error) {
+	r := reader{getenv: getenv}
+	c := Worker{
+		Common:      r.common(),
+		MetricsAddr: r.addr("WORKER_METRICS_ADDR"),
+		Sumsub: Sumsub{
+			BaseURL:      strings.TrimSuffix(r.get("SUMSUB_BASE_URL"), "/"),
+			AppToken:     r.required("SUMSUB_APP_TOKEN"),
+			SecretKey:    r.required("SUMSUB_SECRET_KEY"),
+			RateLimit:    r.positive("SUMSUB_RATE_LIMIT", 100000),
+			DefaultLevel: r.get("SUMSUB_DEFAULT_LEVEL"),
+			Timeout:      r.duration("SUMSUB_TIMEOUT"),
+		},
+		BatchWindow:       r.positive("BATCH_WINDOW", 10000),
+		Concurrency:       r.positive("WORKER_CONCURRENCY", 10000),
+		ReconcileInterval: r.duration("RECONCILE_INTERVAL"),
+		ReportLinkTTL:     r.linkTTL(),
+		Webhooks: Webhooks{
+			AllowPrivateURLs: r.boolean("WEBHOOK_ALLOW_PRIVATE_URLS"),
+			RetryBase:        r.duration("WEBHOOK_RETRY_BASE"),
+		},
 	}
-	if c.Sumsub.SecretKey == "" {
-		errs = append(errs, errors.New("SUMSUB_SECRET_KEY: required by the worker"))
+	if u, err := url.Parse(c.Sumsub.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.bad("SUMSUB_BASE_URL", "want an http(s) URL, got %q", c.Sumsub.BaseURL)
 	}
-	return errors.Join(errs...)
+	return c, r.err()
 }
 
 // LogValue lets the configuration be logged at start without its secrets.
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
+func (c API) LogValue() slog.Value {
+	return slog.GroupValue(append(c.Common.attrs(),
 		slog.String("http_addr", c.HTTPAddr),
-		slog.String("worker_metrics_addr", c.WorkerOpsAddr),
+		slog.Int("sumsub_rate_limit", c.SumsubRateLimit),
+		slog.Bool("sumsub_webhook_secret_set", c.SumsubWebhookSecret != ""),
+		slog.String("report_link_ttl", c.ReportLinkTTL.String()),
+		slog.Bool("webhook_allow_private_urls", c.AllowPrivateWebhookURLs),
+		slog.Bool("monitoring", c.Monitoring.Enabled()),
+		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),
+	)...)
+}
+
+// LogValue lets the configuration be logged at start without its secrets.
+func (c Worker) LogValue() slog.Value {
+	return slog.GroupValue(append(c.Common.attrs(),
+		slog.String("worker_metrics_addr", c.MetricsAddr),
+		slog.String("sumsub_base_url", c.Sumsub.BaseURL),
+		slog.Bool("sumsub_app_token_set", c.Sumsub.AppToken != ""),
+		slog.Bool("sumsub_secret_key_set", c.Sumsub.SecretKey != ""),
+		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
+		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
+		slog.String("sumsub_timeout", c.Sumsub.Timeout.String()),
+		slog.Int("batch_window", c.BatchWindow),
+		slog.Int("worker_concurrency", c.Concurrency),
+		slog.String("reconcile_interval", c.ReconcileInterval.String()),
+		slog.String("report_link_ttl", c.ReportLinkTTL.String()),
+		slog.Bool("webhook_allow_private_urls", c.Webhooks.AllowPrivateURLs),
+		slog.String("webhook_retry_base", c.Webhooks.RetryBase.String()),
+	)...)
+}
+
+func (c Common) attrs() []slog.Attr {
+	return []slog.Attr{
 		slog.String("database_url", database.Redact(c.DatabaseURL)),
 		slog.String("redis_url", database.Redact(c.RedisURL)),
 		slog.String("s3_endpoint", c.S3.Endpoint),
@@ -246,21 +241,103 @@ func (c Config) LogValue() slog.Value {
 		slog.String("s3_bucket", c.S3.Bucket),
 		slog.Bool("s3_force_path_style", c.S3.ForcePathStyle),
 		slog.String("log_level", c.LogLevel.String()),
-		slog.String("sumsub_base_url", c.Sumsub.BaseURL),
-		slog.Bool("sumsub_app_token_set", c.Sumsub.AppToken != ""),
-		slog.Bool("sumsub_secret_key_set", c.Sumsub.SecretKey != ""),
-		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
-		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
-		slog.Duration("sumsub_timeout", c.Sumsub.Timeout),
-		slog.Bool("sumsub_webhook_secret_set", c.Sumsub.WebhookSecret != ""),
-		slog.Int("batch_window", c.BatchWindow),
-		slog.Int("worker_concurrency", c.WorkerConcurrency),
-		slog.Duration("reconcile_interval", c.ReconcileInterval),
-		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
-		slog.Duration("report_link_ttl", c.ReportLinkTTL),
-		slog.Bool("monitoring", c.Monitoring.Enabled()),
-		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),
-		slog.Bool("webhook_allow_private_urls", c.Webhooks.AllowPrivateURLs),
-		slog.Duration("webhook_retry_base", c.Webhooks.RetryBase),
-	)
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+	}
+}
+
+// reader reads variables, collecting one error per bad value.
+type reader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (r *reader) err() error { return errors.Join(r.errs...) }
+
+func (r *reader) bad(name, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+}
+
+// get returns the variable, or its default when it is unset or blank.
+func (r *reader) get(name string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return Defaults[name]
+}
+
+func (r *reader) required(name string) string {
+	v := r.get(name)
+	if v == "" {
+		r.bad(name, "required")
+	}
+	return v
+}
+
+func (r *reader) addr(name string) string {
+	v := r.get(name)
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		r.bad(name, "want host:port, got %q", v)
+	}
+	return v
+}
+
+func (r *reader) positive(name string, max int) int {
+	n, err := strconv.Atoi(r.get(name))
+	if err != nil || n < 1 || n > max {
+		r.bad(name, "want a whole number from 1 to %d, got %q", max, r.get(name))
+	}
+	return n
+}
+
+func (r *reader) duration(name string) time.Duration {
+	d, err := time.ParseDuration(r.get(name))
+	if err != nil || d <= 0 {
+		r.bad(name, "want a positive duration such as 30s, got %q", r.get(name))
+	}
+	return d
+}
+
+func (r *reader) boolean(name string) bool {
+	b, err := strconv.ParseBool(r.get(name))
+	if err != nil {
+		r.bad(name, "want true or false, got %q", r.get(name))
+	}
+	return b
+}
+
+func (r *reader) linkTTL() time.Duration {
+	d := r.duration("REPORT_LINK_TTL")
+	if d > 7*24*time.Hour {
+		r.bad("REPORT_LINK_TTL", "S3 presigned links last at most 7 days, got %s", d)
+	}
+	return d
+}
+
+func (r *reader) common() Common {
+	c := Common{
+		DatabaseURL: r.get("DATABASE_URL"),
+		RedisURL:    r.get("REDIS_URL"),
+		S3: storage.Config{
+			Endpoint:       r.get("S3_ENDPOINT"),
+			Region:         r.get("S3_REGION"),
+			Bucket:         r.get("S3_BUCKET"),
+			ForcePathStyle: r.boolean("S3_FORCE_PATH_STYLE"),
+		},
+		ShutdownTimeout: r.duration("SHUTDOWN_TIMEOUT"),
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		r.bad("DATABASE_URL", "want postgres://user@host:port/database")
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		r.bad("REDIS_URL", "want redis://host:port/db")
+	}
+	if c.S3.Endpoint != "" {
+		if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.bad("S3_ENDPOINT", "want an http(s) URL, got %q", c.S3.Endpoint)
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(r.get("LOG_LEVEL"))); err != nil {
+		r.bad("LOG_LEVEL", "want debug, info, warn or error, got %q", r.get("LOG_LEVEL"))
+	}
+	return c
 }

@@ -23,12 +23,16 @@ import (
 // StartHint tells a developer how to start the PostgreSQL of this machine.
 const StartHint = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
-// PoolSize is the pool a kycbatch process opens: a connection for each task
-// a worker runs at once, so that no record waits for one, and a few for the
-// API's requests and the reconciler.
-func PoolSize(workerConcurrency int) int32 {
-	return int32(workerConcurrency + 4)
+// WorkerPoolSize is a worker's pool: a connection for each task it runs at
+// once, so that no record waits for one, and a few for the reconciler and
+// the operations endpoints.
+func WorkerPoolSize(concurrency int) int32 {
+	return int32(concurrency + 4)
 }
+
+// APIPoolSize is the API's pool: a request holds a connection for one
+// statement at a time (an upload for its COPY), so a few per core serve it.
+const APIPoolSize = 16
 
 // Open connects a pool of up to maxConns connections (0: pgx's default;
 // pool_max_conns in the URL wins) to databaseURL and checks that the server
@@ -123,4 +127,15 @@ func Redact(rawURL string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// DB is what both a pool and a transaction offer. The owner of a table
+// exports functions taking a DB, so that one transaction can span owners
+// (an outcome stored with its entity's update and its event) while the SQL
+// naming each table stays in its owner.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }

@@ -44,7 +44,7 @@ func TestAuthentication(t *testing.T) {
 		{"bare Authorization", "/entity", "Authorization", key, 200, ""},
 		{"X-API-Key", "/entity", "X-API-Key", key, 200, ""},
 		{"report family, no key", "/api/v1/stamper-v2/bulk-usage-report/download?client_id=x", "", "", 401, reportFamily},
-		{"report family, unknown key", "/api/v1/stamper-v2/bulk-usage-report/initiate", "X-API-Key", auth.NewKey(), 401, reportFamily},
+		{"report family, unknown key", "/api/v1/stamper-v2/bulk-usage-report/download?client_id=x", "X-API-Key", auth.NewKey(), 401, reportFamily},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,114 +8,158 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/kycbatch/kycbatch/internal/apperr"
 	"github.com/kycbatch/kycbatch/internal/auth"
-	"github.com/kycbatch/kycbatch/internal/web"
+	"github.com/kycbatch/kycbatch/internal/contract"
+	"github.com/kycbatch/kycbatch/internal/entity"
+	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/reports"
+	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
 // reportPrefix starts every path of the bulk usage report family, whose
 // errors use its envelope instead of the batch family's body.
 const reportPrefix = "/api/v1/stamper-v2/"
 
-// The authentication errors of the batch family, from the contract.
-var (
-	errNoKey  = apperr.New(apperr.Unauthorized, "0000000100", "Invalid Authorization: missing API key")
-	errBadKey = apperr.New(apperr.Unauthorized, "0000000200", "Invalid Authorization")
-	errServer = apperr.New(apperr.Internal, "0000000500", "Internal server error")
-)
-
-var statusOf = map[apperr.Kind]int{
-	apperr.Internal:      http.StatusInternalServerError,
-	apperr.Invalid:       http.StatusBadRequest,
-	apperr.Unauthorized:  http.StatusUnauthorized,
-	apperr.NotFound:      http.StatusNotFound,
-	apperr.Conflict:      http.StatusConflict,
-	apperr.Unprocessable: http.StatusUnprocessableEntity,
+// problem is an answer to an error: the status, and the contract's code,
+// message and offending parameter.
+type problem struct {
+	status    int
+	code      string
+	message   string
+	parameter string
 }
 
-// batchBody is the error body of the KYC batch import family.
-type batchBody struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Parameter string `json:"parameter"`
+// Error lets a handler return a problem it found in the request itself (a
+// header, a query parameter, a body that is not JSON), already in its
+// family's terms.
+func (p *problem) Error() string { return p.code + ": " + p.message }
+
+func newProblem(status int, code, message, parameter string) *problem {
+	return &problem{status: status, code: code, message: message, parameter: parameter}
 }
 
-// reportBody is the envelope of the bulk usage report family.
-type reportBody struct {
-	Data        any    `json:"data"`
-	StatusCode  int    `json:"status_code"`
-	Success     bool   `json:"success"`
-	Message     string `json:"message"`
-	MessageCode string `json:"message_code"`
+// detailed is a domain error that says what its client is to be shown.
+type detailed interface {
+	Detail() (parameter, message string)
 }
 
-// errorHandler is the one place errors become responses. Only server errors
-// are logged as errors; clients get a fixed message for them.
-func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
-	return func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		e := classify(err)
-		if e.Kind == apperr.Internal {
-			logger.ErrorContext(c.Request().Context(), "request failed", "error", err)
-		}
-		status := statusOf[e.Kind]
-		var werr error
-		if strings.HasPrefix(c.Request().URL.Path, reportPrefix) {
-			werr = web.JSON(c, status, reportBody{StatusCode: status, Message: reportMessage(e), MessageCode: reportCode(e)})
-		} else {
-			werr = web.JSON(c, status, batchBody{Code: e.Code, Message: e.Message, Parameter: e.Parameter})
-		}
-		if werr != nil {
-			logger.WarnContext(c.Request().Context(), "write error response", "error", werr)
-		}
+// rule maps the domain errors that errors.Is err to an answer; an empty
+// message (and parameter) is taken from the error's Detail.
+type rule struct {
+	err error
+	problem
+}
+
+// problems is one API family's table from domain errors to answers.
+type problems struct {
+	rules []rule
+	// notFound, methodNotAllowed and internal answer an unknown route, a
+	// method a route does not take, and anything unexpected.
+	notFound, methodNotAllowed, internal problem
+}
+
+// batchFamily answers the KYC batch import family, and every route outside
+// the report family (API.md §1).
+var batchFamily = problems{
+	rules: []rule{
+		{auth.ErrNoKey, problem{http.StatusUnauthorized, "0000000100", "Invalid Authorization: missing API key", ""}},
+		{auth.ErrBadKey, problem{http.StatusUnauthorized, "0000000200", "Invalid Authorization", ""}},
+		{ingest.ErrKeyUsed, problem{http.StatusBadRequest, "0701010300", "A request with this idempotency key has already been processed", ""}},
+		{ingest.ErrTooLarge, problem{http.StatusBadRequest, "0701010100", "File size exceeds the maximum limit of 10 MB", ""}},
+		{ingest.ErrTooManyRows, problem{http.StatusBadRequest, "0701010100", "File contains too many rows, limit is 5000", ""}},
+		{ingest.ErrInvalidFile, problem{http.StatusBadRequest, "0701010200", "", ""}},
+		{ingest.ErrUnreadable, problem{http.StatusBadRequest, "0701010200", "The uploaded file could not be read completely", ""}},
+		{ingest.ErrDuplicateCard, problem{http.StatusBadRequest, "0701010200", "duplicate cardProcessorPublicToken found", ""}},
+		{ingest.ErrBatchNotFound, problem{http.StatusNotFound, "0701020100", "batch not found", "batchId"}},
+		{ingest.ErrBadCursor, problem{http.StatusBadRequest, "0701020200", "cursor is not valid", "cursor"}},
+		{ingest.ErrBatchFinished, problem{http.StatusConflict, "0701030300", "batch has already finished", "batchId"}},
+		{entity.ErrInvalidType, problem{http.StatusBadRequest, "0702010200", "type must be INDIVIDUAL or BUSINESS", "type"}},
+		{entity.ErrBadCursor, problem{http.StatusBadRequest, "0702010200", "cursor is not valid", "cursor"}},
+		{entity.ErrDuplicate, problem{http.StatusConflict, "0702010300", "entity with this externalId already exists", "externalId"}},
+		{entity.ErrNotFound, problem{http.StatusNotFound, "0702020100", "entity not found", "entityId"}},
+		{webhook.ErrInvalid, problem{http.StatusBadRequest, "0703010200", "", ""}},
+		{webhook.ErrNotFound, problem{http.StatusNotFound, "0703020100", "webhook endpoint not found", "id"}},
+	},
+	notFound:         problem{http.StatusNotFound, "0000000404", "Not found", ""},
+	methodNotAllowed: problem{http.StatusMethodNotAllowed, "0000000405", "Method not allowed", ""},
+	internal:         problem{http.StatusInternalServerError, "0000000500", "Internal server error", ""},
+}
+
+// reportFamily answers the bulk usage report family (API.md §2): its code is the message_code.
+var reportFamily = problems{
+	rules: []rule{
+		{auth.ErrNoKey, problem{http.StatusUnauthorized, "unauthorized", "Unauthorized - Invalid or expired token", ""}},
+		{auth.ErrBadKey, problem{http.StatusUnauthorized, "unauthorized", "Unauthorized - Invalid or expired token", ""}},
+		{ingest.ErrBatchNotFound, problem{http.StatusNotFound, "batch_not_found", "Batch not found", ""}},
+		{reports.ErrNotFound, problem{http.StatusNotFound, "report_not_found", "Report not found", ""}},
+	},
+	notFound:         problem{http.StatusNotFound, "0000000404", "Not found", ""},
+	methodNotAllowed: problem{http.StatusMethodNotAllowed, "0000000405", "Method not allowed", ""},
+	internal:         problem{http.StatusInternalServerError, "internal_error", "Internal server error", ""},
+}
+
+// answer returns the family's answer to err, and whether it is a server error.
+func (f problems) answer(err error) (problem, bool) {
+	var p *problem
+	if errors.As(err, &p) {
+		return *p, false
 	}
-}
-
-// classify turns any error into one a client may see.
-func classify(err error) *apperr.Error {
-	if e, ok := apperr.As(err); ok {
-		return e
-	}
-	switch {
-	case errors.Is(err, auth.ErrNoKey):
-		return errNoKey
-	case errors.Is(err, auth.ErrBadKey):
-		return errBadKey
+	for _, r := range f.rules {
+		if !errors.Is(err, r.err) {
+			continue
+		}
+		answer := r.problem
+		var d detailed
+		if answer.message == "" && errors.As(err, &d) {
+			answer.parameter, answer.message = d.Detail()
+		}
+		return answer, false
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		switch he.Code {
 		case http.StatusNotFound:
-			return apperr.New(apperr.NotFound, "0000000404", "Not found")
-		case http.StatusUnauthorized: // the dashboard's basic auth
-			return errBadKey
+			return f.notFound, false
 		case http.StatusMethodNotAllowed:
-			return apperr.New(apperr.Invalid, "0000000405", "Method not allowed")
+			return f.methodNotAllowed, false
+		case http.StatusUnauthorized: // the dashboard's basic auth
+			return f.answer(auth.ErrBadKey)
 		}
 	}
-	return errServer
+	return f.internal, true
 }
 
-// reportMessage and reportCode give the report family's message and
-// message_code for e: authentication errors have their own fixed wording there.
-func reportMessage(e *apperr.Error) string {
-	switch e {
-	case errNoKey, errBadKey:
-		return "Unauthorized - Invalid or expired token"
-	case errServer:
-		return "Internal server error"
+// errorHandler is the one place errors become answers, in the family of the
+// request's path. Only server errors are logged as errors; clients get a
+// fixed message for them.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		family, report := batchFamily, strings.HasPrefix(c.Request().URL.Path, reportPrefix)
+		if report {
+			family = reportFamily
+		}
+		p, internal := family.answer(err)
+		if internal {
+			logger.ErrorContext(c.Request().Context(), "request failed", "error", err)
+		}
+		var body any = contract.Error{Code: p.code, Message: p.message, Parameter: p.parameter}
+		if report {
+			body = contract.Envelope{StatusCode: p.status, Message: p.message, MessageCode: p.code}
+		}
+		if werr := writeJSON(c, p.status, body); werr != nil {
+			logger.WarnContext(c.Request().Context(), "write error response", "error", werr)
+		}
 	}
-	return e.Message
 }
 
-func reportCode(e *apperr.Error) string {
-	switch e {
-	case errNoKey, errBadKey:
-		return "unauthorized"
-	case errServer:
-		return "internal_error"
+// writeJSON writes v as the answer's body with the given status.
+func writeJSON(c echo.Context, status int, v any) error {
+	b, err := contract.Marshal(v)
+	if err != nil {
+		return err
 	}
-	return e.Code
+	return c.Blob(status, contract.ContentType, b)
 }

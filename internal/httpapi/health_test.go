@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
-	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/storage/s3local"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 func TestHealthAndContract(t *testing.T) {
@@ -40,9 +40,8 @@ func TestHealthAndContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.New(), Pool: e.Pool, Redis: e.Redis, Files: down,
-	}))
+	a := app.New(e.Pool, e.Redis, down, app.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(httpapi.New(a, e.API))
 	defer srv.Close()
 	want = `{"status":"unavailable","checks":{"postgres":"ok","redis":"ok","s3":"unavailable"}}`
 	if code, body := get(srv.URL + "/readyz"); code != http.StatusServiceUnavailable || body != want {

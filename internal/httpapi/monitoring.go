@@ -9,6 +9,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kycbatch/kycbatch/internal/app"
+	"github.com/kycbatch/kycbatch/internal/config"
 )
 
 // monitoringPath is where the Asynq dashboard is mounted.
@@ -16,17 +19,17 @@ const monitoringPath = "/monitoring"
 
 // addMonitoring mounts the Asynq dashboard behind HTTP basic auth with the
 // ops credentials; without credentials it is not mounted at all.
-func addMonitoring(e *echo.Echo, d Deps) {
-	if !d.Monitoring.Enabled() {
+func addMonitoring(e *echo.Echo, a *app.App, cfg config.Monitoring) {
+	if !cfg.Enabled() {
 		return
 	}
 	dashboard := asynqmon.New(asynqmon.Options{
 		RootPath:          monitoringPath,
-		RedisConnOpt:      sharedRedis{d.Redis},
-		ReadOnly:          d.Monitoring.ReadOnly,
-		PrometheusAddress: d.Monitoring.PrometheusAddr,
+		RedisConnOpt:      sharedRedis{a.Redis},
+		ReadOnly:          cfg.ReadOnly,
+		PrometheusAddress: cfg.PrometheusAddr,
 	})
-	wantUser, wantPassword := sha256.Sum256([]byte(d.Monitoring.User)), sha256.Sum256([]byte(d.Monitoring.Password))
+	wantUser, wantPassword := sha256.Sum256([]byte(cfg.User)), sha256.Sum256([]byte(cfg.Password))
 	opsAuth := middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
 		Realm: "kycbatch operations",
 		// Hashes make the comparison constant-time whatever the lengths.

@@ -5,71 +5,67 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/kycbatch/kycbatch/api"
+	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/entity"
-	"github.com/kycbatch/kycbatch/internal/ingest"
-	"github.com/kycbatch/kycbatch/internal/reports"
-	"github.com/kycbatch/kycbatch/internal/sumsubhook"
 	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
 // addRoutes maps every path of the API to its handler.
-func addRoutes(e *echo.Echo, d Deps) {
-	keys := auth.NewStore(d.Pool)
-	entities := entity.NewHandler(entity.NewStore(d.Pool))
-	hooks := webhook.NewStore(d.Pool)
-	batches := ingest.NewHandler(ingest.NewStore(d.Pool), d.Files, d.Queue, d.Logger, d.SumsubRate).
-		WithNotifier(webhook.NewNotifier(hooks, d.Queue, d.Logger))
-	endpoints := webhook.NewHandler(hooks, d.Webhooks.AllowPrivateURLs, d.Logger)
-	usage := reports.NewHandler(reports.NewStore(d.Pool), d.Files, d.Queue, d.ReportLinkTTL, d.Logger)
+func addRoutes(e *echo.Echo, a *app.App, cfg config.API) {
+	entities := entityHandler{store: entity.NewStore(a.Pool)}
+	batches := batchHandler{batches: a.Batches}
+	usage := reportHandler{reports: a.Reports}
+	endpoints := endpointHandler{endpoints: webhook.NewEndpoints(a.Pool, cfg.AllowPrivateWebhookURLs, a.Logger)}
 
-	addHealthRoutes(e, d)
-	addMonitoring(e, d)
+	ops := echo.WrapHandler(a.OpsHandler())
+	// Liveness: the process serves HTTP.
+	e.GET("/healthz", ops)
+	// Readiness: PostgreSQL, Redis and S3 answer.
+	e.GET("/readyz", ops)
+	// Prometheus metrics of the process.
+	e.GET("/metrics", ops)
 	// The HTTP contract, as OpenAPI.
-	e.GET("/openapi.yaml", openAPI)
+	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI) })
+	addMonitoring(e, a, cfg.Monitoring)
 	// Sumsub's review webhooks: no API key, the payload digest authenticates
 	// them; without a webhook secret, a 404 as if unknown (not the API-key 401).
 	receiveSumsub := func(echo.Context) error { return echo.ErrNotFound }
-	if d.SumsubWebhookSecret != "" {
-		receiveSumsub = sumsubhook.NewHandler(sumsubhook.NewStore(d.Pool), d.SumsubWebhookSecret, d.Logger).Receive
+	if cfg.SumsubWebhookSecret != "" {
+		receiveSumsub = sumsubHookHandler{pool: a.Pool, secret: cfg.SumsubWebhookSecret, logger: a.Logger}.receive
 	}
 	e.POST("/webhooks/sumsub", receiveSumsub)
 
-	api := e.Group("", keys.Middleware())
+	// Every route below takes the API key of a business. The middleware is
+	// the routes' own, not a group's: a group's catch-all would answer a
+	// known path's unknown method 404 instead of 405.
+	authed := authenticate(auth.NewStore(a.Pool))
 	// Create an entity of the calling business.
-	api.POST("/entity", entities.Create)
+	e.POST("/entity", entities.create, authed)
 	// List the business's entities, newest first, a cursor page at a time.
-	api.GET("/entity", entities.List)
+	e.GET("/entity", entities.list, authed)
 	// Read one entity by id or by externalId.
-	api.GET("/entity/:entityId", entities.Get)
+	e.GET("/entity/:entityId", entities.get, authed)
 	// Upload a CSV batch of KYC records.
-	api.POST("/entity/kyc/import/batch", batches.Upload)
+	e.POST("/entity/kyc/import/batch", batches.upload, authed)
 	// Read a batch's status and counters.
-	api.GET("/entity/kyc/import/batch/:batchId", batches.Status)
+	e.GET("/entity/kyc/import/batch/:batchId", batches.status, authed)
 	// Page through a batch's per-record results.
-	api.GET("/entity/kyc/import/batch/:batchId/records", batches.Records)
+	e.GET("/entity/kyc/import/batch/:batchId/records", batches.records, authed)
 	// Stop a batch: records not yet sent to Sumsub are cancelled.
-	api.POST("/entity/kyc/import/batch/:batchId/cancel", batches.Cancel)
+	e.POST("/entity/kyc/import/batch/:batchId/cancel", batches.cancel, authed)
 	// Start building a usage report of a batch.
-	api.POST("/api/v1/stamper-v2/bulk-usage-report/initiate", usage.Initiate)
+	e.POST("/api/v1/stamper-v2/bulk-usage-report/initiate", usage.initiate, authed)
 	// Read a report's state, stats and, once built, a fresh download link.
-	api.GET("/api/v1/stamper-v2/bulk-usage-report/download", usage.Download)
+	e.GET("/api/v1/stamper-v2/bulk-usage-report/download", usage.download, authed)
 	// Register a webhook endpoint; the answer shows its signing secret, once.
-	api.POST("/webhook-endpoints", endpoints.Create)
+	e.POST("/webhook-endpoints", endpoints.create, authed)
 	// List the business's webhook endpoints, without secrets.
-	api.GET("/webhook-endpoints", endpoints.List)
+	e.GET("/webhook-endpoints", endpoints.list, authed)
 	// Delete a webhook endpoint and its pending deliveries.
-	api.DELETE("/webhook-endpoints/:id", endpoints.Delete)
+	e.DELETE("/webhook-endpoints/:id", endpoints.remove, authed)
 	// List a webhook endpoint's latest delivery attempts, newest first.
-	api.GET("/webhook-endpoints/:id/deliveries", endpoints.Deliveries)
-}
-
-// addHealthRoutes maps the probes every process serves.
-func addHealthRoutes(e *echo.Echo, d Deps) {
-	// Liveness: the process serves HTTP.
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	// Readiness: PostgreSQL, Redis and S3 answer.
-	e.GET("/readyz", readyz(d))
-	// Prometheus metrics of the process.
-	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	e.GET("/webhook-endpoints/:id/deliveries", endpoints.deliveries, authed)
 }

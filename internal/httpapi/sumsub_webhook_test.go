@@ -13,9 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
-	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
 // reviewed is an applicantReviewed webhook body as Sumsub sends it.

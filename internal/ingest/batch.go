@@ -3,126 +3,252 @@ package ingest
 import (
 	"context"
 	"encoding/base64"
-	"net/http"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/labstack/echo/v4"
+	"github.com/jackc/pgx/v5"
 
-	"github.com/kycbatch/kycbatch/internal/apperr"
 	"github.com/kycbatch/kycbatch/internal/auth"
-	"github.com/kycbatch/kycbatch/internal/web"
+	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/event"
 )
 
-// Errors of the batch endpoints.
+// Errors of the batch operations.
 var (
-	// ErrBatchNotFound answers unknown batches, other businesses' batches and ids that are not UUIDs alike.
-	ErrBatchNotFound = apperr.New(apperr.NotFound, "0701020100", "batch not found").WithParameter("batchId")
+	// ErrBatchNotFound answers unknown batches and other businesses' batches alike.
+	ErrBatchNotFound = errors.New("batch not found")
 	// ErrBatchFinished answers a cancel of a batch that has already finished.
-	ErrBatchFinished = apperr.New(apperr.Conflict, "0701030300", "batch has already finished").WithParameter("batchId")
+	ErrBatchFinished = errors.New("batch has already finished")
+	// ErrBadCursor answers a page cursor this package did not write.
+	ErrBadCursor = errors.New("cursor is not valid")
 )
 
-func invalidQuery(parameter, message string) *apperr.Error {
-	return apperr.New(apperr.Invalid, "0701020200", message).WithParameter(parameter)
+// Batch is a stored batch with its counters.
+type Batch struct {
+	ID          uuid.UUID
+	BusinessID  uuid.UUID
+	Provider    string
+	Status      string // pending, in_progress, completed, failed or cancelled
+	Total       int
+	Succeeded   int
+	Failed      int
+	Cancelled   int
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	StartedAt   *time.Time
+	CompletedAt *time.Time
+}
+
+// Remaining is how many of the batch's records are not final yet.
+func (b Batch) Remaining() int { return b.Total - b.Succeeded - b.Failed - b.Cancelled }
+
+// Active reports whether the batch still has work: pending or in progress.
+func (b Batch) Active() bool { return b.Status == "pending" || b.Status == "in_progress" }
+
+// batchColumns are read from the view batch_progress, which sums the counters.
+const batchColumns = `id, business_id, provider, status, total_records, succeeded_records, failed_records,
+	cancelled_records, created_at, progressed_at, started_at, completed_at`
+
+func scanBatch(row pgx.Row) (Batch, error) {
+	var b Batch
+	err := row.Scan(&b.ID, &b.BusinessID, &b.Provider, &b.Status, &b.Total, &b.Succeeded, &b.Failed,
+		&b.Cancelled, &b.CreatedAt, &b.UpdatedAt, &b.StartedAt, &b.CompletedAt)
+	return b, err
+}
+
+// Get returns the business's batch id, or ErrBatchNotFound: the other
+// owners (a report of a batch) check a caller's batch with it.
+func Get(ctx context.Context, db database.DB, business, id uuid.UUID) (Batch, error) {
+	b, err := scanBatch(db.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1 AND business_id = $2`, id, business))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Batch{}, ErrBatchNotFound
+	}
+	if err != nil {
+		return Batch{}, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// ByID returns batch id whoever owns it (for the worker, which acts for no caller), or ErrBatchNotFound.
+func ByID(ctx context.Context, db database.DB, id uuid.UUID) (Batch, error) {
+	b, err := scanBatch(db.QueryRow(ctx, `SELECT `+batchColumns+` FROM batch_progress WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Batch{}, ErrBatchNotFound
+	}
+	if err != nil {
+		return Batch{}, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// Result is a record as stored: its outcome so far, never its share token.
+type Result struct {
+	Row          int
+	ExternalID   uuid.UUID
+	Status       string // pending, succeeded, failed or cancelled
+	ApplicantID  *string
+	ReviewStatus *string
+	ErrorCode    *string
+	ErrorMessage *string
+	Attempts     int
+	ProcessedAt  *time.Time
+}
+
+const resultColumns = `row_number, external_id, status, applicant_id, review_status, error_code, error_message, attempts, processed_at`
+
+func scanResult(r pgx.Row) (Result, error) {
+	var rec Result
+	err := r.Scan(&rec.Row, &rec.ExternalID, &rec.Status, &rec.ApplicantID, &rec.ReviewStatus,
+		&rec.ErrorCode, &rec.ErrorMessage, &rec.Attempts, &rec.ProcessedAt)
+	return rec, err
+}
+
+// EachRecord calls fn for every record of the batch in row order, streaming
+// them from one query so that memory does not grow with the batch: the
+// report builder writes its CSV from it.
+func EachRecord(ctx context.Context, db database.DB, batchID uuid.UUID, fn func(Result) error) error {
+	rows, err := db.Query(ctx, `SELECT `+resultColumns+` FROM batch_records WHERE batch_id = $1 ORDER BY row_number`, batchID)
+	if err != nil {
+		return fmt.Errorf("read records of %s: %w", batchID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		rec, err := scanResult(rows)
+		if err != nil {
+			return fmt.Errorf("read records of %s: %w", batchID, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read records of %s: %w", batchID, err)
+	}
+	return nil
+}
+
+// MarkReviewed shows a completed Sumsub review on the succeeded records that
+// imported the applicant (their results and reports), in db: the
+// transaction that records the review.
+func MarkReviewed(ctx context.Context, db database.DB, applicantID, answer string) error {
+	_, err := db.Exec(ctx, `
+		UPDATE batch_records SET review_status = 'completed', review_answer = $2
+		WHERE applicant_id = $1 AND status = 'succeeded' AND review_answer IS DISTINCT FROM $2`,
+		applicantID, answer)
+	if err != nil {
+		return fmt.Errorf("mark records of applicant %s reviewed: %w", applicantID, err)
+	}
+	return nil
+}
+
+// CountByStatus counts the batches by status, for the metrics.
+func CountByStatus(ctx context.Context, db database.DB) (map[string]int, error) {
+	counts := map[string]int{"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+	rows, err := db.Query(ctx, `SELECT status, count(*) FROM batches GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count batches: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return nil, fmt.Errorf("count batches: %w", err)
+		}
+		counts[status] = n
+	}
+	return counts, rows.Err()
 }
 
 // maxErrorGroups is how many error groups a batch's summary lists.
 const maxErrorGroups = 20
 
-// statusResponse is the body of GET /entity/kyc/import/batch/{batchId}.
-type statusResponse struct {
-	BatchID               uuid.UUID `json:"batchId"`
-	BusinessUUID          uuid.UUID `json:"businessUuid"`
-	Provider              string    `json:"provider"`
-	Status                string    `json:"status"`
-	TotalRecords          int       `json:"totalRecords"`
-	ProcessedRecords      int       `json:"processedRecords"`
-	FailedRecords         int       `json:"failedRecords"`
-	Summary               summary   `json:"summary"`
-	CreatedAt             web.Time  `json:"createdAt"`
-	UpdatedAt             web.Time  `json:"updatedAt"`
-	StartedAt             *web.Time `json:"startedAt"`
-	CompletedAt           *web.Time `json:"completedAt"`
-	EstimatedCompletionAt *web.Time `json:"estimatedCompletionAt"`
+// ErrorGroup counts the records that failed with one error.
+type ErrorGroup struct {
+	Code    string
+	Message string
+	Count   int
 }
 
-type summary struct {
-	SuccessfulRecords int          `json:"successfulRecords"`
-	Errors            []errorGroup `json:"errors"`
+// Status is a batch as its status endpoint and its events show it: the
+// counters, the largest groups of failures and, while it runs, when it
+// should finish.
+type Status struct {
+	Batch
+	Errors []ErrorGroup
+	// EstimatedCompletion is nil once the batch is finished.
+	EstimatedCompletion *time.Time
 }
 
-// errorGroup counts the records that failed with one error.
-type errorGroup struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Count   int    `json:"count"`
-}
-
-// batchParam parses the batchId path parameter; a malformed id is as unknown as a missing one.
-func batchParam(c echo.Context) (uuid.UUID, error) {
-	id, err := uuid.Parse(c.Param("batchId"))
+// Status returns the calling business's batch id.
+func (s *Service) Status(ctx context.Context, id uuid.UUID) (Status, error) {
+	b, err := Get(ctx, s.pool, auth.BusinessFrom(ctx), id)
 	if err != nil {
-		return uuid.Nil, ErrBatchNotFound
+		return Status{}, err
 	}
-	return id, nil
+	return s.status(ctx, b)
 }
 
-// Status handles GET /entity/kyc/import/batch/{batchId}.
-func (h *Handler) Status(c echo.Context) error {
-	id, err := batchParam(c)
+// StatusByID returns batch id whoever owns it: the data of the batch's events.
+func (s *Service) StatusByID(ctx context.Context, id uuid.UUID) (Status, error) {
+	b, err := ByID(ctx, s.pool, id)
 	if err != nil {
-		return err
+		return Status{}, err
 	}
-	b, err := h.store.Get(c.Request().Context(), auth.Business(c), id)
-	if err != nil {
-		return err
-	}
-	return h.writeStatus(c, b)
+	return s.status(ctx, b)
 }
 
-// writeStatus writes the status body of b.
-func (h *Handler) writeStatus(c echo.Context, b Batch) error {
-	resp, err := statusBody(c.Request().Context(), h.store, b, h.rate)
+// status completes b with its error groups and, while it runs, its estimate
+// at the Sumsub rate.
+func (s *Service) status(ctx context.Context, b Batch) (Status, error) {
+	st := Status{Batch: b}
+	rows, err := s.pool.Query(ctx, `
+		SELECT coalesce(error_code, ''), coalesce(error_message, ''), count(*) FROM batch_records
+		WHERE batch_id = $1 AND status = 'failed'
+		GROUP BY error_code, error_message
+		ORDER BY count(*) DESC, error_code LIMIT $2`, b.ID, maxErrorGroups)
+	if err == nil {
+		st.Errors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ErrorGroup])
+	}
 	if err != nil {
-		return err
+		return Status{}, fmt.Errorf("group errors of %s: %w", b.ID, err)
 	}
-	return web.JSON(c, http.StatusOK, resp)
-}
-
-// statusBody is the status body of b: counters, error groups and, while it
-// runs, when it should finish (at rate Sumsub requests per second). Webhook
-// events of a batch carry the same body.
-func statusBody(ctx context.Context, store *Store, b Batch, rate int) (statusResponse, error) {
-	groups, err := store.errorGroups(ctx, b.ID, maxErrorGroups)
-	if err != nil {
-		return statusResponse{}, err
-	}
-	resp := statusResponse{
-		BatchID:          b.ID,
-		BusinessUUID:     b.BusinessID,
-		Provider:         b.Provider,
-		Status:           b.Status,
-		TotalRecords:     b.Total,
-		ProcessedRecords: b.Succeeded + b.Failed,
-		FailedRecords:    b.Failed,
-		Summary:          summary{SuccessfulRecords: b.Succeeded, Errors: groups},
-		CreatedAt:        web.Time(b.CreatedAt),
-		UpdatedAt:        web.Time(b.UpdatedAt),
-		StartedAt:        web.TimePtr(b.StartedAt),
-		CompletedAt:      web.TimePtr(b.CompletedAt),
-	}
-	if (b.Status == "pending" || b.Status == "in_progress") && rate > 0 {
-		work, err := store.pendingWork(ctx)
+	if b.Active() && s.rate > 0 {
+		work, err := pendingWork(ctx, s.pool)
 		if err != nil {
-			return statusResponse{}, err
+			return Status{}, err
 		}
-		eta := web.Time(time.Now().Add(estimate(work, b.ID, rate)))
-		resp.EstimatedCompletionAt = &eta
+		eta := time.Now().Add(estimate(work, b.ID, s.rate))
+		st.EstimatedCompletion = &eta
 	}
-	return resp, nil
+	return st, nil
+}
+
+// pendingWork returns how many records each unfinished batch still has to
+// send, for every batch of every business: they all share the Sumsub rate.
+func pendingWork(ctx context.Context, db database.DB) (map[uuid.UUID]int, error) {
+	rows, err := db.Query(ctx, `
+		SELECT id, total_records - succeeded_records - failed_records - cancelled_records FROM batch_progress
+		WHERE status IN ('pending', 'in_progress')`)
+	if err != nil {
+		return nil, fmt.Errorf("count pending work: %w", err)
+	}
+	defer rows.Close()
+	work := make(map[uuid.UUID]int)
+	for rows.Next() {
+		var id uuid.UUID
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("count pending work: %w", err)
+		}
+		work[id] = n
+	}
+	return work, rows.Err()
 }
 
 // estimate is how long batch id needs to finish when every unfinished batch
@@ -148,80 +274,35 @@ func estimate(work map[uuid.UUID]int, id uuid.UUID, rate int) time.Duration {
 	return time.Duration(seconds * float64(time.Second))
 }
 
-// recordsPage is the body of GET .../batch/{batchId}/records.
-type recordsPage struct {
-	Records    []RecordResult `json:"records"`
-	NextCursor *string        `json:"nextCursor"`
-}
-
-// recordStatuses are the values of the records' status filter.
-var recordStatuses = map[string]bool{"": true, "pending": true, "succeeded": true, "failed": true, "cancelled": true}
-
-// Records handles GET /entity/kyc/import/batch/{batchId}/records.
-func (h *Handler) Records(c echo.Context) error {
-	id, err := batchParam(c)
-	if err != nil {
-		return err
-	}
-	status := c.QueryParam("status")
-	if !recordStatuses[status] {
-		return invalidQuery("status", "status must be pending, succeeded, failed or cancelled")
-	}
-	limit := 100
-	if s := c.QueryParam("limit"); s != "" {
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
-			return invalidQuery("limit", "limit must be between 1 and 1000")
+// Records returns up to limit records of the calling business's batch, in
+// row order, with the given status (any when empty), after the opaque
+// position after (empty for the first page), and the next page's position
+// (empty on the last).
+func (s *Service) Records(ctx context.Context, id uuid.UUID, status, after string, limit int) (list []Result, next string, err error) {
+	row := 0
+	if after != "" {
+		if row, err = decodeCursor(after); err != nil {
+			return nil, "", ErrBadCursor
 		}
 	}
-	after := 0
-	if cur := c.QueryParam("cursor"); cur != "" {
-		if after, err = decodeCursor(cur); err != nil {
-			return invalidQuery("cursor", "cursor is not valid")
-		}
+	if _, err := Get(ctx, s.pool, auth.BusinessFrom(ctx), id); err != nil {
+		return nil, "", err
 	}
-	ctx := c.Request().Context()
-	if _, err := h.store.Get(ctx, auth.Business(c), id); err != nil {
-		return err
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+resultColumns+` FROM batch_records
+		WHERE batch_id = $1 AND ($2 = '' OR status = $2) AND row_number > $3
+		ORDER BY row_number LIMIT $4`, id, status, row, limit+1)
+	if err == nil {
+		list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Result, error) { return scanResult(r) })
 	}
-	list, err := h.store.records(ctx, id, status, after, limit+1)
 	if err != nil {
-		return err
-	}
-	page := recordsPage{Records: list}
-	if list == nil {
-		page.Records = []RecordResult{}
+		return nil, "", fmt.Errorf("list records of %s: %w", id, err)
 	}
 	if len(list) > limit {
-		page.Records = list[:limit]
-		next := encodeCursor(list[limit-1].Row)
-		page.NextCursor = &next
+		list = list[:limit]
+		next = encodeCursor(list[limit-1].Row)
 	}
-	return web.JSON(c, http.StatusOK, page)
-}
-
-// Cancel handles POST /entity/kyc/import/batch/{batchId}/cancel.
-func (h *Handler) Cancel(c echo.Context) error {
-	id, err := batchParam(c)
-	if err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	b, stopped, err := h.store.cancel(ctx, auth.Business(c), id)
-	if err != nil {
-		return err
-	}
-	if !stopped {
-		return h.writeStatus(c, b) // cancelled before: no second event
-	}
-	h.logger.InfoContext(ctx, "batch cancelled", "batch_id", id, "cancelled_records", b.Cancelled)
-	resp, err := statusBody(ctx, h.store, b, h.rate)
-	if err != nil {
-		return err
-	}
-	if h.notifier != nil {
-		h.notifier.Notify(ctx, b.BusinessID, EventBatchCancelled, b.ID.String(), resp)
-	}
-	return web.JSON(c, http.StatusOK, resp)
+	return list, next, nil
 }
 
 // Cursors of the records listing are opaque to clients: the last row sent.
@@ -239,4 +320,56 @@ func decodeCursor(s string) (int, error) {
 		return 0, strconv.ErrSyntax
 	}
 	return strconv.Atoi(row)
+}
+
+// Cancel stops the calling business's pending or in-progress batch: records
+// never sent to Sumsub become cancelled; records with a call made finish
+// normally. The batch.cancelled event is recorded with the change; a batch
+// cancelled before is answered as it is, with no second event.
+func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (Status, error) {
+	business := auth.BusinessFrom(ctx)
+	var cancelled int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, `SELECT status FROM batches WHERE id = $1 AND business_id = $2 FOR UPDATE`, id, business).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrBatchNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock batch %s: %w", id, err)
+		}
+		switch status {
+		case "completed", "failed":
+			return ErrBatchFinished
+		case "cancelled":
+			cancelled = -1
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE batch_records SET status = 'cancelled', share_token = NULL, processed_at = now()
+			WHERE batch_id = $1 AND status = 'pending' AND attempts = 0`, id)
+		if err != nil {
+			return fmt.Errorf("cancel records of %s: %w", id, err)
+		}
+		cancelled = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `
+			WITH counted AS (
+				INSERT INTO batch_counters AS c (batch_id, slot, cancelled) VALUES ($1, 0, $2)
+				ON CONFLICT (batch_id, slot) DO UPDATE SET cancelled = c.cancelled + excluded.cancelled, updated_at = now()
+			)
+			UPDATE batches SET status = 'cancelled', completed_at = now(), updated_at = now()
+			WHERE id = $1`, id, cancelled)
+		if err != nil {
+			return fmt.Errorf("cancel batch %s: %w", id, err)
+		}
+		return event.Record(ctx, tx, business, event.BatchCancelled, id.String())
+	})
+	if err != nil {
+		return Status{}, err
+	}
+	if cancelled >= 0 {
+		s.logger.InfoContext(ctx, "batch cancelled", "batch_id", id, "cancelled_records", cancelled)
+		s.outbox.Announce(ctx, event.Key{Type: event.BatchCancelled, Subject: id.String()})
+	}
+	return s.Status(ctx, id)
 }

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kycbatch/kycbatch/internal/entity"
+	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
@@ -46,34 +50,25 @@ type ProcessorConfig struct {
 	AttemptLease time.Duration
 }
 
-// Processor runs the tasks of the batch pipeline: dispatch, record import and reconciliation.
+// Processor runs the tasks of the batch pipeline: dispatch, record import
+// and reconciliation.
 type Processor struct {
-	store     *Store
+	records   records
+	files     FileStore
 	sumsub    Importer
 	limiter   Limiter
-	queue     Enqueuer
+	queue     taskqueue.Enqueuer
 	inspector taskqueue.Inspector
+	outbox    *event.Outbox
 	cfg       ProcessorConfig
 	logger    *slog.Logger
 	metrics   *metrics.Metrics
-	notifier  Notifier // nil: no events
 }
 
-// NewProcessor returns a Processor.
-func NewProcessor(store *Store, importer Importer, limiter Limiter, queue Enqueuer, inspector taskqueue.Inspector, cfg ProcessorConfig, logger *slog.Logger, m *metrics.Metrics) *Processor {
-	return &Processor{store: store, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector, cfg: cfg, logger: logger, metrics: m}
-}
-
-// RetryLaterError asks for the task to run again after RetryAfter without
-// counting a failure: the global limiter had no permit soon enough, or
-// another task is calling Sumsub for the same record.
-type RetryLaterError struct {
-	RetryAfter time.Duration
-	Reason     string
-}
-
-func (e *RetryLaterError) Error() string {
-	return fmt.Sprintf("%s; retry in %s", e.Reason, e.RetryAfter)
+// NewProcessor returns a Processor; files holds the raw uploads the reconciler sweeps.
+func NewProcessor(pool *pgxpool.Pool, files FileStore, importer Importer, limiter Limiter, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, outbox *event.Outbox, cfg ProcessorConfig, logger *slog.Logger, m *metrics.Metrics) *Processor {
+	return &Processor{records: records{pool: pool}, files: files, sumsub: importer, limiter: limiter, queue: queue, inspector: inspector,
+		outbox: outbox, cfg: cfg, logger: logger, metrics: m}
 }
 
 // HandleDispatch starts a batch: in progress, first window queued.
@@ -83,7 +78,7 @@ func (p *Processor) HandleDispatch(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
 	ctx = logging.With(ctx, slog.String("batch_id", payload.BatchID.String()))
-	next, started, completed, err := p.store.start(ctx, payload.BatchID, p.cfg.Window)
+	next, started, completed, err := p.records.start(ctx, payload.BatchID, p.cfg.Window)
 	if err != nil {
 		return err
 	}
@@ -91,17 +86,17 @@ func (p *Processor) HandleDispatch(ctx context.Context, t *asynq.Task) error {
 		p.logger.InfoContext(ctx, "batch started", "queued", len(next))
 	}
 	if completed {
-		p.notifyBatch(ctx, payload.BatchID, EventBatchCompleted)
+		p.outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: payload.BatchID.String()})
 	}
 	p.enqueueRecords(ctx, payload.BatchID, next)
 	return nil
 }
 
-// HandleImportRecord takes one record through Sumsub: the record claimed (its
-// entity checked and the attempt marked, before the permit is taken, so that
-// nothing but the request itself stands between the permit and Sumsub's
-// clock), a permit of the global limiter, the call, and the outcome stored
-// with the entity and the batch counters.
+// HandleImportRecord takes one record through Sumsub: the record claimed
+// (the attempt marked, and its entity checked, before the permit is taken,
+// so that nothing but the request itself stands between the permit and
+// Sumsub's clock), a permit of the global limiter, the call, and the outcome
+// stored with the entity and the batch counters.
 func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error {
 	var payload ImportRecordPayload
 	if err := json.Unmarshal(t.Payload(), &payload); err != nil {
@@ -110,24 +105,35 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	batchID, row := payload.BatchID, payload.Row
 	ctx = logging.With(ctx, slog.String("batch_id", batchID.String()), slog.Int("row", row))
 
-	rec, ok, err := p.store.claim(ctx, batchID, row, p.cfg.AttemptLease)
+	rec, ok, err := p.records.claim(ctx, batchID, row, p.cfg.AttemptLease)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return p.unclaimed(ctx, batchID, row)
 	}
+	// A record of no entity is not sent: its share token stays unused.
+	exists, err := entity.Exists(ctx, p.records.pool, rec.BusinessID, rec.ExternalID)
+	if err != nil || !exists {
+		if uerr := p.records.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); uerr != nil {
+			return uerr
+		}
+		if err != nil {
+			return err
+		}
+		return p.finish(ctx, batchID, row, nil, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
+	}
 	waitStart := time.Now()
 	err = p.limiter.Wait(ctx, p.cfg.MaxWait)
 	p.metrics.LimiterWait.Observe(time.Since(waitStart).Seconds())
 	if err != nil {
 		// No call was made: the attempt did not happen.
-		if uerr := p.store.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); uerr != nil {
+		if uerr := p.records.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); uerr != nil {
 			return uerr
 		}
 		var tooLong *ratelimit.WaitTooLongError
 		if errors.As(err, &tooLong) {
-			return &RetryLaterError{RetryAfter: tooLong.RetryAfter, Reason: "waiting for a Sumsub rate-limit permit"}
+			return taskqueue.Snooze(tooLong.RetryAfter+rand.N(50*time.Millisecond), "waiting for a Sumsub rate-limit permit")
 		}
 		return fmt.Errorf("rate limiter: %w", err)
 	}
@@ -141,7 +147,7 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 	p.metrics.SumsubCalls.WithLabelValues(label).Inc()
 	p.metrics.SumsubDuration.WithLabelValues(label).Observe(time.Since(callStart).Seconds())
 	if err == nil {
-		return p.finish(ctx, batchID, row, imported(applicant))
+		return p.finish(ctx, batchID, row, &rec, imported(applicant))
 	}
 
 	var se *sumsub.Error
@@ -155,40 +161,48 @@ func (p *Processor) HandleImportRecord(ctx context.Context, t *asynq.Task) error
 		if se.Code == sumsub.CodeInvalidShareToken && rec.Attempt-1 > rec.Answered {
 			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
 		}
-		return p.finish(ctx, batchID, row, o)
+		return p.finish(ctx, batchID, row, &rec, o)
 	}
 	if se.Kind == sumsub.RateLimited {
 		return p.rateLimited(ctx, batchID, row, se)
 	}
 	// Sumsub refused the call without running it (503): the token is unused.
 	if se.HTTPStatus == http.StatusServiceUnavailable {
-		if err := p.store.markAnswered(context.WithoutCancel(ctx), batchID, row); err != nil {
+		if err := p.records.markAnswered(context.WithoutCancel(ctx), batchID, row); err != nil {
 			return err
 		}
 	}
 	if rec.Attempt >= MaxAttempts {
-		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
+		return p.finish(ctx, batchID, row, &rec, outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
 			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", rec.Attempt, redact(se.Error(), rec.ShareToken))})
 	}
 	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", rec.Attempt, "error", redact(se.Error(), rec.ShareToken))
-	return err
+	if se.RetryAfter > 0 {
+		return taskqueue.RetryIn(se.RetryAfter+rand.N(250*time.Millisecond), se)
+	}
+	return se
 }
 
 // rateLimited handles Sumsub's 429: the request was refused unrun, so the
 // attempt is taken back and does not count against MaxAttempts (a burst of
-// 429s must not fail records that Sumsub never looked at). The record fails
-// with SUMSUB_RATE_LIMITED only once the task's retries, spread over about ten
-// minutes (see the worker's retry delays), are spent.
+// 429s must not fail records that Sumsub never looked at). The task comes
+// back after Sumsub's Retry-After or, without one, after 0.2 s doubling up
+// to 30 s, so that its retries span about ten minutes; the record fails with
+// SUMSUB_RATE_LIMITED only once they are spent.
 func (p *Processor) rateLimited(ctx context.Context, batchID uuid.UUID, row int, se *sumsub.Error) error {
-	if err := p.store.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); err != nil {
+	if err := p.records.unmarkAttempt(context.WithoutCancel(ctx), batchID, row); err != nil {
 		return err
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	if most, ok := asynq.GetMaxRetry(ctx); ok && retried >= most {
-		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeSumsubRateLimited,
+		return p.finish(ctx, batchID, row, nil, outcome{Status: "failed", ErrorCode: CodeSumsubRateLimited,
 			ErrorMessage: fmt.Sprintf("Sumsub refused %d requests with 429 Too Many Requests", retried+1)})
 	}
-	return se
+	if se.RetryAfter > 0 {
+		return taskqueue.RetryIn(se.RetryAfter+rand.N(250*time.Millisecond), se)
+	}
+	backoff := min(200*time.Millisecond<<min(retried, 8), 30*time.Second)
+	return taskqueue.RetryIn(backoff/2+rand.N(backoff/2+1), se)
 }
 
 // storeRetry is how long a worker keeps trying to store an outcome. Sumsub's
@@ -198,10 +212,10 @@ func (p *Processor) rateLimited(ctx context.Context, batchID uuid.UUID, row int,
 const storeRetry = time.Minute
 
 // unclaimed handles a record that claim did not mark for a call: already
-// final (a task delivered twice), its batch cancelled or not in progress, its
-// entity deleted, or an earlier attempt still in another task's hands.
+// final (a task delivered twice), its batch cancelled or not in progress, or
+// an earlier attempt still in another task's hands.
 func (p *Processor) unclaimed(ctx context.Context, batchID uuid.UUID, row int) error {
-	rec, err := p.store.record(ctx, batchID, row, p.cfg.AttemptLease)
+	rec, err := p.records.record(ctx, batchID, row, p.cfg.AttemptLease)
 	switch {
 	case errors.Is(err, errNoRecord):
 		return nil
@@ -214,32 +228,26 @@ func (p *Processor) unclaimed(ctx context.Context, batchID uuid.UUID, row int) e
 		if rec.Attempts > rec.Answered {
 			o.ErrorCode, o.ErrorMessage = CodeOutcomeUnknown, msgOutcomeUnknown
 		}
-		return p.finish(ctx, batchID, row, o)
+		return p.finish(ctx, batchID, row, nil, o)
 	case rec.BatchStatus != "in_progress":
 		return fmt.Errorf("batch is %s, not in progress", rec.BatchStatus)
 	case rec.LeaseLeft > 0:
-		return &RetryLaterError{RetryAfter: max(rec.LeaseLeft, 100*time.Millisecond), Reason: "another task is calling Sumsub for this record"}
-	}
-	exists, err := p.store.entityExists(ctx, rec.BusinessID, rec.ExternalID)
-	if err != nil {
-		return err
-	}
-	if !exists {
-		return p.finish(ctx, batchID, row, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
+		return taskqueue.Snooze(max(rec.LeaseLeft, 100*time.Millisecond)+rand.N(50*time.Millisecond), "another task is calling Sumsub for this record")
 	}
 	// The record changed between the claim and this read: try again.
 	return fmt.Errorf("record %s changed while being claimed", recordTaskID(batchID, row))
 }
 
-// finish stores an outcome and queues the records that enter the batch's window.
-func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o outcome) error {
+// finish stores an outcome (of the claimed record c, when a call was made)
+// and queues the records that enter the batch's window.
+func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome) error {
 	// The outcome is stored even if the task's context ends now: Sumsub has answered.
 	ctx = context.WithoutCancel(ctx)
-	next, done, err := p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+	next, done, err := p.records.finish(ctx, batchID, row, c, o, p.cfg.Window)
 	for delay, deadline := 100*time.Millisecond, time.Now().Add(storeRetry); err != nil && time.Now().Add(delay).Before(deadline); delay = min(2*delay, 2*time.Second) {
 		p.logger.WarnContext(ctx, "store the outcome; retrying", "in", delay, "error", err)
 		time.Sleep(delay)
-		next, done, err = p.store.finish(ctx, batchID, row, o, p.cfg.Window)
+		next, done, err = p.records.finish(ctx, batchID, row, c, o, p.cfg.Window)
 	}
 	if err != nil || !done {
 		return err
@@ -247,13 +255,13 @@ func (p *Processor) finish(ctx context.Context, batchID uuid.UUID, row int, o ou
 	p.metrics.Records.WithLabelValues(o.Status).Inc()
 	p.logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
 	p.enqueueRecords(ctx, batchID, next)
-	completed, err := p.store.completeIfDone(ctx, batchID)
+	completed, err := p.records.completeIfDone(ctx, batchID)
 	switch {
 	case err != nil:
 		p.logger.WarnContext(ctx, "complete the batch; the reconciler will", "error", err)
 	case completed:
 		p.logger.InfoContext(ctx, "batch completed")
-		p.notifyBatch(ctx, batchID, EventBatchCompleted)
+		p.outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: batchID.String()})
 	}
 	return nil
 }
@@ -275,22 +283,23 @@ const reconcileBatchLimit = 1000
 // Reconcile makes Redis hold a task for every piece of unfinished batch work
 // in PostgreSQL: each active batch is started (idempotent: it fills its
 // window), and every record of a window gets its task back if Redis lost it.
+// It also deletes the raw files of uploads whose batch was never stored.
 func (p *Processor) Reconcile(ctx context.Context) error {
-	batches, err := p.store.activeBatches(ctx, reconcileBatchLimit)
+	batches, err := p.records.activeBatches(ctx, reconcileBatchLimit)
 	if err != nil {
 		return err
 	}
 	requeued := 0
 	var errs []error
 	for _, id := range batches {
-		_, _, completed, err := p.store.start(ctx, id, p.cfg.Window)
+		_, _, completed, err := p.records.start(ctx, id, p.cfg.Window)
 		if err != nil {
 			return err
 		}
 		if completed {
-			p.notifyBatch(ctx, id, EventBatchCompleted)
+			p.outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: id.String()})
 		}
-		rows, err := p.store.queuedRows(ctx, id)
+		rows, err := p.records.queuedRows(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -303,8 +312,12 @@ func (p *Processor) Reconcile(ctx context.Context) error {
 			requeued++
 		}
 	}
+	swept, err := SweepUploads(ctx, p.records.pool, p.files)
+	if swept > 0 {
+		p.logger.WarnContext(ctx, "deleted the raw files of uploads that were never stored", "files", swept)
+	}
 	p.logger.DebugContext(ctx, "reconciled", "active_batches", len(batches), "queued_records_checked", requeued)
-	return errors.Join(errs...)
+	return errors.Join(append(errs, err)...)
 }
 
 // callOutcome labels a Sumsub call for the metrics.

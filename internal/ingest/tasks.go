@@ -7,8 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-
-	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
 
 // Task types, as the Asynq dashboard shows them.
@@ -94,6 +92,3 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
-
-// Enqueuer puts tasks on Asynq; *asynq.Client is one.
-type Enqueuer = taskqueue.Enqueuer

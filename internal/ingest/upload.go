@@ -7,35 +7,43 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime/multipart"
-	"net/http"
 	"os"
-	"strings"
+	"time"
 
 	"github.com/google/uuid"
-	"github.com/labstack/echo/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kycbatch/kycbatch/internal/apperr"
 	"github.com/kycbatch/kycbatch/internal/auth"
-	"github.com/kycbatch/kycbatch/internal/web"
+	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/entity"
+	"github.com/kycbatch/kycbatch/internal/event"
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
 
-// Errors of the upload, in the order the contract checks them.
+// Errors of an upload, besides the file's own problems (*FileError).
 var (
-	ErrProvider       = apperr.New(apperr.Invalid, "0701010200", "Valid X-Provider header is required")
-	ErrNoIdempotency  = apperr.New(apperr.Invalid, "0701010200", "Idempotency-Key header is required")
-	ErrBadIdempotency = apperr.New(apperr.Invalid, "0701010200", "Idempotency-Key header must be 1 to 255 printable ASCII characters")
-	ErrKeyUsed        = apperr.New(apperr.Invalid, "0701010300", "A request with this idempotency key has already been processed")
-	ErrNoFile         = apperr.New(apperr.Invalid, "0701010200", "No files provided in the request")
-	ErrTooLarge       = apperr.New(apperr.Invalid, "0701010100", "File size exceeds the maximum limit of 10 MB")
-	ErrTooManyRows    = apperr.New(apperr.Invalid, "0701010100", fmt.Sprintf("File contains too many rows, limit is %d", MaxRows))
-	ErrUnreadable     = apperr.New(apperr.Invalid, "0701010200", "The uploaded file could not be read completely")
-	ErrDuplicateCard  = apperr.New(apperr.Invalid, "0701010200", "duplicate cardProcessorPublicToken found")
+	ErrKeyUsed       = errors.New("a request with this idempotency key has already been processed")
+	ErrTooLarge      = errors.New("file size exceeds the maximum limit")
+	ErrTooManyRows   = errors.New("file contains too many rows")
+	ErrUnreadable    = errors.New("the uploaded file could not be read completely")
+	ErrDuplicateCard = errors.New("duplicate cardProcessorPublicToken found")
+	// ErrInvalidFile is what every *FileError is.
+	ErrInvalidFile = errors.New("CSV validation failed")
 )
 
-// maxBodyBytes bounds the whole multipart body: the file plus room for part
-// headers and small form fields. A bigger body is cut off, never buffered.
-const maxBodyBytes = MaxFileBytes + 1<<20
+// FileError is a file that breaks the CSV rules: Detail is the contract's
+// message, every problem with its row.
+type FileError struct{ parsed Parsed }
+
+func (e *FileError) Error() string { return e.parsed.Message() }
+
+// Detail is what a client is shown: no field, and the problems.
+func (e *FileError) Detail() (parameter, message string) { return "", e.parsed.Message() }
+
+// Is makes a FileError an ErrInvalidFile.
+func (e *FileError) Is(target error) bool { return target == ErrInvalidFile }
 
 // FileStore keeps raw uploads; *storage.Store is one.
 type FileStore interface {
@@ -43,163 +51,193 @@ type FileStore interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// Handler serves the batch endpoints.
-type Handler struct {
-	store  *Store
+// Service is what the API does with batches: uploads, status, records and
+// cancellation, each for the calling business (auth.BusinessFrom).
+type Service struct {
+	pool   *pgxpool.Pool
 	files  FileStore
-	queue  Enqueuer
+	queue  taskqueue.Enqueuer
+	outbox *event.Outbox
 	logger *slog.Logger
 	rate   int // Sumsub requests per second, for completion estimates
-	// notifier raises batch.cancelled; nil: no events.
-	notifier Notifier
 }
 
-// NewHandler returns a Handler; rate is the Sumsub rate limit, which paces every batch.
-func NewHandler(store *Store, files FileStore, queue Enqueuer, logger *slog.Logger, rate int) *Handler {
-	return &Handler{store: store, files: files, queue: queue, logger: logger, rate: rate}
+// NewService returns a Service; rate is the Sumsub rate limit, which paces every batch.
+func NewService(pool *pgxpool.Pool, files FileStore, queue taskqueue.Enqueuer, outbox *event.Outbox, logger *slog.Logger, rate int) *Service {
+	return &Service{pool: pool, files: files, queue: queue, outbox: outbox, logger: logger, rate: rate}
 }
 
-// uploadResponse is the 201 body of an upload.
-type uploadResponse struct {
-	BatchID      uuid.UUID `json:"batchId"`
-	BusinessUUID uuid.UUID `json:"businessUuid"`
-	Status       string    `json:"status"`
-	TotalRecords int       `json:"totalRecords"`
-	Message      string    `json:"message"`
-	CreatedAt    web.Time  `json:"createdAt"`
-}
-
-// Upload handles POST /entity/kyc/import/batch. It checks the request in the
-// contract's order, streams the file once through the size limit, a SHA-256,
-// a spool file on disk and the CSV validator, then stores the file and the
-// batch together and enqueues the batch. Nothing is stored when it refuses.
-func (h *Handler) Upload(c echo.Context) error {
-	ctx := c.Request().Context()
-	business := auth.Business(c)
-
-	if !strings.EqualFold(strings.TrimSpace(c.Request().Header.Get("X-Provider")), "sumsub") {
-		return ErrProvider
-	}
-	key := c.Request().Header.Get("Idempotency-Key")
-	if key == "" {
-		return ErrNoIdempotency
-	}
-	if !validIdempotencyKey(key) {
-		return ErrBadIdempotency.WithParameter("Idempotency-Key")
-	}
-	used, err := h.store.keyUsed(ctx, business, key)
+// CheckKey returns ErrKeyUsed when a batch of the calling business holds the
+// idempotency key already: the contract checks it before reading the file.
+func (s *Service) CheckKey(ctx context.Context, key string) error {
+	var used bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM batches WHERE business_id = $1 AND idempotency_key = $2)`,
+		auth.BusinessFrom(ctx), key).Scan(&used)
 	if err != nil {
-		return err
+		return fmt.Errorf("look up idempotency key: %w", err)
 	}
 	if used {
 		return ErrKeyUsed
 	}
+	return nil
+}
 
-	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes)
-	part, err := filePart(c.Request())
-	if err != nil {
-		return err
-	}
-	spool, err := readFile(part)
+// Upload reads file once, through the size limit, a SHA-256, a spool file on
+// disk and the CSV validator, then stores it as a new batch of the calling
+// business under the idempotency key and enqueues it. Nothing is stored when
+// it refuses. No transaction waits on the network: the raw file goes to S3
+// first, its key noted in pending_uploads, and the batch's transaction
+// deletes the note; a file whose batch was not stored is deleted at once or,
+// should that fail too, by the maintenance job (SweepUploads).
+func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch, error) {
+	business := auth.BusinessFrom(ctx)
+	spool, err := readFile(file)
 	if spool != nil {
 		defer spool.close()
 	}
 	if err != nil {
-		return err
+		return Batch{}, err
 	}
 	tokens, err := cardTokens(spool.parsed.Records)
 	if err != nil {
-		return err
+		return Batch{}, err
 	}
-	held, err := h.store.cardTokenHeldElsewhere(ctx, business, tokens)
+	held, err := entity.CardTokenHeldElsewhere(ctx, s.pool, business, tokens)
 	if err != nil {
-		return err
+		return Batch{}, err
 	}
 	if held {
-		return ErrDuplicateCard
+		return Batch{}, ErrDuplicateCard
 	}
 
 	id, err := uuid.NewV7()
 	if err != nil {
-		return fmt.Errorf("new batch id: %w", err)
+		return Batch{}, fmt.Errorf("new batch id: %w", err)
 	}
 	fileKey := fmt.Sprintf("uploads/%s/%s.csv", business, id)
-	stored := false
-	batch, err := h.store.create(ctx, newBatch{
-		ID: id, BusinessID: business, IdempotencyKey: key,
-		FileKey: fileKey, FileSize: spool.size, FileSHA256: spool.sha256,
-	}, spool.parsed.Records, func(ctx context.Context) error {
-		if _, err := spool.file.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("rewind upload: %w", err)
-		}
-		err := h.files.Put(ctx, fileKey, spool.file, "text/csv", map[string]string{
-			"business-id": business.String(), "batch-id": id.String(), "sha256": fmt.Sprintf("%x", spool.sha256),
-		})
-		stored = err == nil
-		return err
+	if _, err := s.pool.Exec(ctx, `INSERT INTO pending_uploads (file_key) VALUES ($1)`, fileKey); err != nil {
+		return Batch{}, fmt.Errorf("note upload %s: %w", fileKey, err)
+	}
+	if _, err := spool.file.Seek(0, io.SeekStart); err != nil {
+		return Batch{}, fmt.Errorf("rewind upload: %w", err)
+	}
+	err = s.files.Put(ctx, fileKey, spool.file, "text/csv", map[string]string{
+		"business-id": business.String(), "batch-id": id.String(), "sha256": fmt.Sprintf("%x", spool.sha256),
 	})
+	var batch Batch
+	if err == nil {
+		batch, err = s.create(ctx, newBatch{
+			ID: id, BusinessID: business, IdempotencyKey: key,
+			FileKey: fileKey, FileSize: spool.size, FileSHA256: spool.sha256,
+		}, spool.parsed.Records)
+	}
 	if err != nil {
-		if stored {
-			if derr := h.files.Delete(context.WithoutCancel(ctx), fileKey); derr != nil {
-				h.logger.ErrorContext(ctx, "delete raw upload of a batch that was not stored", "batch_id", id, "error", derr)
-			}
-		}
-		if errors.Is(err, errKeyTaken) {
-			return ErrKeyUsed
-		}
-		return err
+		// The file may be in S3 (a PUT can fail after storing it): delete
+		// it, and its note once it is gone.
+		s.discardUpload(context.WithoutCancel(ctx), fileKey)
+		return Batch{}, err
 	}
 
 	// The batch is stored: from here on the upload succeeds. If Redis is
 	// unavailable, the reconciler enqueues the batch later.
-	if _, err := h.queue.EnqueueContext(ctx, NewDispatchBatchTask(batch.ID)); err != nil {
-		h.logger.WarnContext(ctx, "enqueue batch; the reconciler will retry", "batch_id", batch.ID, "error", err)
+	if _, err := s.queue.EnqueueContext(ctx, NewDispatchBatchTask(batch.ID)); err != nil {
+		s.logger.WarnContext(ctx, "enqueue batch; the reconciler will retry", "batch_id", batch.ID, "error", err)
 	}
-	h.logger.InfoContext(ctx, "batch uploaded", "batch_id", batch.ID, "business_id", business, "records", batch.Total, "bytes", spool.size)
+	s.logger.InfoContext(ctx, "batch uploaded", "batch_id", batch.ID, "business_id", business, "records", batch.Total, "bytes", spool.size)
+	return batch, nil
+}
 
-	c.Response().Header().Set("Location", "/entity/kyc/import/batch/"+batch.ID.String())
-	return web.JSON(c, http.StatusCreated, uploadResponse{
-		BatchID:      batch.ID,
-		BusinessUUID: business,
-		Status:       batch.Status,
-		TotalRecords: batch.Total,
-		Message:      "File uploaded successfully. Processing will start shortly.",
-		CreatedAt:    web.Time(batch.CreatedAt),
+// newBatch is what an upload stores besides its records.
+type newBatch struct {
+	ID             uuid.UUID
+	BusinessID     uuid.UUID
+	IdempotencyKey string
+	FileKey        string
+	FileSize       int64
+	FileSHA256     []byte
+}
+
+// create stores the batch and all its records, and clears its file's note,
+// in one transaction. A concurrent upload with the same idempotency key
+// waits on the unique index until this one commits, then gets ErrKeyUsed.
+func (s *Service) create(ctx context.Context, b newBatch, records []Record) (Batch, error) {
+	var batch Batch
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A new batch has counted nothing: its counters are the zeros here.
+		var err error
+		batch, err = scanBatch(tx.QueryRow(ctx, `
+			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
+			VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7)
+			RETURNING id, business_id, provider, status, total_records, 0, 0, 0, created_at, updated_at, started_at, completed_at`,
+			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256))
+		if database.IsUniqueViolation(err, "batches_business_id_idempotency_key_key") {
+			return ErrKeyUsed
+		}
+		if err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		batchID := pgtype.UUID{Bytes: b.ID, Valid: true}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"batch_records"},
+			[]string{"batch_id", "row_number", "external_id", "share_token", "applicant_level", "card_processor_public_token"},
+			pgx.CopyFromSlice(len(records), func(i int) ([]any, error) {
+				// pgtype values encode directly; uuid.UUID would go through
+				// driver.Valuer and a failed plan per value (half the upload's CPU).
+				r := records[i]
+				return []any{batchID, int32(r.Row), pgtype.UUID{Bytes: r.ExternalID, Valid: true}, r.ShareToken,
+					pgtype.Text{String: r.ApplicantLevel, Valid: r.ApplicantLevel != ""},
+					pgtype.Text{String: r.CardProcessorPublicToken, Valid: r.CardProcessorPublicToken != ""}}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("copy %d records: %w", len(records), err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM pending_uploads WHERE file_key = $1`, b.FileKey); err != nil {
+			return fmt.Errorf("clear note of %s: %w", b.FileKey, err)
+		}
+		return nil
 	})
+	return batch, err
 }
 
-// validIdempotencyKey reports whether key is 1..255 printable ASCII characters.
-func validIdempotencyKey(key string) bool {
-	if len(key) > 255 {
-		return false
+// discardUpload deletes the raw file of an upload whose batch was not
+// stored, then its note; what fails is left to SweepUploads.
+func (s *Service) discardUpload(ctx context.Context, fileKey string) {
+	if err := deleteUpload(ctx, s.pool, s.files, fileKey); err != nil {
+		s.logger.WarnContext(ctx, "delete the raw file of an upload that was not stored; the maintenance job will", "file_key", fileKey, "error", err)
 	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 || key[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
-// filePart returns the multipart part named "file", skipping (and draining)
-// any other part before it.
-func filePart(r *http.Request) (*multipart.Part, error) {
-	mr, err := r.MultipartReader()
+func deleteUpload(ctx context.Context, db database.DB, files FileStore, fileKey string) error {
+	if err := files.Delete(ctx, fileKey); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, `DELETE FROM pending_uploads WHERE file_key = $1`, fileKey)
+	return err
+}
+
+// orphanAge is how old a pending upload's note must be before its file is
+// taken for an orphan: longer than any upload's request may last.
+const orphanAge = time.Hour
+
+// SweepUploads deletes the raw files of uploads whose batch was never stored
+// (the request died between the S3 PUT and the commit, or could not delete
+// the file after a failed commit), and reports how many it deleted.
+func SweepUploads(ctx context.Context, db database.DB, files FileStore) (int, error) {
+	rows, err := db.Query(ctx, `
+		SELECT file_key FROM pending_uploads WHERE created_at < now() - make_interval(secs => $1)
+		ORDER BY created_at LIMIT 1000`, orphanAge.Seconds())
 	if err != nil {
-		return nil, ErrNoFile
+		return 0, fmt.Errorf("list orphaned uploads: %w", err)
 	}
-	for {
-		part, err := mr.NextPart()
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			return nil, ErrTooLarge
-		case err != nil:
-			return nil, ErrNoFile
-		case part.FormName() == "file":
-			return part, nil
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("list orphaned uploads: %w", err)
+	}
+	for i, key := range keys {
+		if err := deleteUpload(ctx, db, files, key); err != nil {
+			return i, fmt.Errorf("delete orphaned upload %s: %w", key, err)
 		}
 	}
+	return len(keys), nil
 }
 
 // spooled is an upload read to its end: the file on disk, its size and hash,
@@ -216,31 +254,32 @@ func (s *spooled) close() {
 	os.Remove(s.file.Name())
 }
 
-// readFile reads the file part once, to at most MaxFileBytes+1 bytes, through
-// a hash, a spool file and the validator, and returns the contract's error
-// for the first check it fails. The spool file (returned even with an error,
-// for the caller to close) lets the raw upload reach S3 without holding it in memory.
-func readFile(part io.Reader) (*spooled, error) {
+// readFile reads the file once, to at most MaxFileBytes+1 bytes, through a
+// hash, a spool file and the validator, and returns the error of the first
+// check it fails. The spool file (returned even with an error, for the
+// caller to close) lets the raw upload reach S3 without holding it in memory.
+func readFile(file io.Reader) (*spooled, error) {
 	f, err := os.CreateTemp("", "kycbatch-upload-*.csv")
 	if err != nil {
 		return nil, fmt.Errorf("spool upload: %w", err)
 	}
 	s := &spooled{file: f}
-	counted := &countingReader{r: io.LimitReader(part, MaxFileBytes+1)}
+	counted := &countingReader{r: io.LimitReader(file, MaxFileBytes+1)}
 	sum := sha256.New()
 	parsed, err := ParseCSV(io.TeeReader(counted, io.MultiWriter(f, sum)))
-	var tooBig *http.MaxBytesError
 	switch {
-	case counted.n > MaxFileBytes || errors.As(err, &tooBig):
+	case counted.n > MaxFileBytes:
 		return s, ErrTooLarge
 	case isWriteError(err, f):
 		return s, fmt.Errorf("spool upload: %w", err)
 	case err != nil:
-		return s, ErrUnreadable
+		// The reader's own error stays in the chain: the HTTP layer tells a
+		// body over its limit from a connection that broke.
+		return s, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	case parsed.TooManyRows:
 		return s, ErrTooManyRows
 	case parsed.ProblemCount > 0:
-		return s, apperr.New(apperr.Invalid, "0701010200", parsed.Message())
+		return s, &FileError{parsed: parsed}
 	}
 	s.size, s.sha256, s.parsed = counted.n, sum.Sum(nil), parsed
 	return s, nil

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	asynqmetrics "github.com/hibiken/asynq/x/metrics"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -73,9 +72,10 @@ func (m *Metrics) WatchQueues(inspector *asynq.Inspector) {
 	m.registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
 }
 
-// WatchBatches adds the number of batches by status, counted in PostgreSQL at each scrape.
-func (m *Metrics) WatchBatches(pool *pgxpool.Pool, logger *slog.Logger) {
-	m.registry.MustRegister(&batchCollector{pool: pool, logger: logger})
+// WatchBatches adds the number of batches by status, counted at each scrape
+// (ingest.CountByStatus: the batches are ingest's).
+func (m *Metrics) WatchBatches(count func(context.Context) (map[string]int, error), logger *slog.Logger) {
+	m.registry.MustRegister(&batchCollector{count: count, logger: logger})
 }
 
 // Handler serves the metrics in Prometheus's text format.
@@ -87,7 +87,7 @@ var batchesDesc = prometheus.NewDesc("kycbatch_batches", "Batches by status.", [
 
 // batchCollector counts batches by status when scraped.
 type batchCollector struct {
-	pool   *pgxpool.Pool
+	count  func(context.Context) (map[string]int, error)
 	logger *slog.Logger
 }
 
@@ -96,21 +96,10 @@ func (c *batchCollector) Describe(ch chan<- *prometheus.Desc) { ch <- batchesDes
 func (c *batchCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	counts := map[string]int{"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
-	rows, err := c.pool.Query(ctx, `SELECT status, count(*) FROM batches GROUP BY status`)
+	counts, err := c.count(ctx)
 	if err != nil {
 		c.logger.Warn("count batches for metrics", "error", err)
 		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n int
-		if err := rows.Scan(&status, &n); err != nil {
-			c.logger.Warn("count batches for metrics", "error", err)
-			return
-		}
-		counts[status] = n
 	}
 	for status, n := range counts {
 		ch <- prometheus.MustNewConstMetric(batchesDesc, prometheus.GaugeValue, float64(n), status)

@@ -4,6 +4,8 @@ import (
 	"encoding/csv"
 	"io"
 	"strconv"
+
+	"github.com/kycbatch/kycbatch/internal/ingest"
 )
 
 // header is the report's first line, from the API contract.
@@ -21,7 +23,7 @@ func newCSVWriter(w io.Writer) (*csvWriter, error) {
 	return cw, cw.w.Write(header)
 }
 
-func (c *csvWriter) write(r record) error {
+func (c *csvWriter) write(r ingest.Result) error {
 	c.line[0] = strconv.Itoa(r.Row)
 	c.line[1] = r.ExternalID.String()
 	c.line[2] = safeCell(r.Status)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+
+	"github.com/kycbatch/kycbatch/internal/ingest"
 )
 
 func TestSafeCell(t *testing.T) {
@@ -36,7 +38,7 @@ func TestCSVWriterNeutralisesSumsubText(t *testing.T) {
 	str := func(s string) *string { return &s }
 	ext := uuid.MustParse("6f1c2f5e-1c1a-4c55-9d3e-1a2b3c4d5e6f")
 	at := time.Date(2025, 10, 8, 11, 40, 20, 796000000, time.UTC)
-	records := []record{
+	records := []ingest.Result{
 		{Row: 2, ExternalID: ext, Status: "succeeded", ApplicantID: str("=cmd|' /C calc'!A0"), ReviewStatus: str("completed"), Attempts: 1, ProcessedAt: &at},
 		{Row: 3, ExternalID: ext, Status: "failed", ErrorCode: str("SUMSUB_X"), ErrorMessage: str("-1+2, \"quoted\"\nnext line"), Attempts: 2, ProcessedAt: &at},
 		{Row: 4, ExternalID: ext, Status: "pending"},

@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kycbatch/kycbatch/internal/event"
+	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
@@ -46,28 +50,19 @@ func NewBuildReportTask(id string) *asynq.Task {
 
 func taskID(reportID string) string { return "report:" + reportID }
 
-// FileStore streams report files to S3; *storage.Store is one.
-type FileStore interface {
-	Upload(ctx context.Context, key string, body io.Reader, contentType string) error
-}
-
 // Builder runs the report tasks.
 type Builder struct {
-	store     *Store
-	files     FileStore
+	pool      *pgxpool.Pool
+	files     Files
 	queue     taskqueue.Enqueuer
 	inspector taskqueue.Inspector
+	outbox    *event.Outbox
 	logger    *slog.Logger
-	// notifier raises report.ready and report.failed with the download
-	// answer's data, whose links expire after linkTTL; nil: no events.
-	notifier Notifier
-	links    Linker
-	linkTTL  time.Duration
 }
 
 // NewBuilder returns a Builder.
-func NewBuilder(store *Store, files FileStore, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, logger *slog.Logger) *Builder {
-	return &Builder{store: store, files: files, queue: queue, inspector: inspector, logger: logger}
+func NewBuilder(pool *pgxpool.Pool, files Files, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, outbox *event.Outbox, logger *slog.Logger) *Builder {
+	return &Builder{pool: pool, files: files, queue: queue, inspector: inspector, outbox: outbox, logger: logger}
 }
 
 // HandleBuild streams the batch's records, in row order, through the CSV
@@ -79,16 +74,21 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
 	ctx = logging.With(ctx, slog.String("report_id", p.ReportID))
-	r, err := b.store.byID(ctx, p.ReportID)
-	if errors.Is(err, errReportNotFound) {
+	r, err := get(ctx, b.pool, `id = $1`, p.ReportID)
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	ok, err := b.store.markProcessing(ctx, r.ID)
-	if err != nil || !ok {
-		return err
+	tag, err := b.pool.Exec(ctx, `
+		UPDATE reports SET status = 'processing', updated_at = now()
+		WHERE id = $1 AND status IN ('pending', 'processing')`, r.ID)
+	if err != nil {
+		return fmt.Errorf("start report %s: %w", r.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // finished already: a task run twice
 	}
 	key := fmt.Sprintf("reports/%s/%s/%s.csv", r.BusinessID, r.BatchID, r.ID)
 	stats, err := b.build(ctx, r, key)
@@ -97,18 +97,38 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried >= maxRetry {
 			b.logger.ErrorContext(ctx, "report failed", "error", err)
-			if ferr := b.store.markFailed(context.WithoutCancel(ctx), r.ID, "the report could not be built"); ferr != nil {
+			if ferr := b.end(ctx, r, event.ReportFailed, `status = 'failed', failure_reason = 'the report could not be built'`); ferr != nil {
 				return ferr
 			}
-			b.notify(ctx, r.ID, EventReportFailed)
 		}
 		return err
 	}
-	if err := b.store.markBuilt(context.WithoutCancel(ctx), r.ID, key, stats); err != nil {
+	err = b.end(ctx, r, event.ReportReady, `status = 'success', stats_pending = $2, stats_available = $3, stats_failed = $4, object_key = $5`,
+		stats.Pending, stats.Available, stats.Failed, key)
+	if err != nil {
 		return err
 	}
 	b.logger.InfoContext(ctx, "report built", "batch_id", r.BatchID, "records", stats.Pending+stats.Available+stats.Failed)
-	b.notify(ctx, r.ID, EventReportReady)
+	return nil
+}
+
+// end finishes report r (set: the columns to set, with args from $2 on)
+// with its event, in one transaction, then announces the event.
+func (b *Builder) end(ctx context.Context, r Report, t event.Type, set string, args ...any) error {
+	ctx = context.WithoutCancel(ctx)
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE reports SET `+set+`, completed_at = now(), updated_at = now()
+			WHERE id = $1 AND status IN ('pending', 'processing')`, append([]any{r.ID}, args...)...)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return event.Record(ctx, tx, r.BusinessID, t, r.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("finish report %s: %w", r.ID, err)
+	}
+	b.outbox.Announce(ctx, event.Key{Type: t, Subject: r.ID})
 	return nil
 }
 
@@ -122,7 +142,7 @@ func (b *Builder) build(ctx context.Context, r Report, key string) (Stats, error
 			if err != nil {
 				return err
 			}
-			err = b.store.eachRecord(ctx, r.BatchID, func(rec record) error {
+			err = ingest.EachRecord(ctx, b.pool, r.BatchID, func(rec ingest.Result) error {
 				switch rec.Status {
 				case "succeeded":
 					stats.Available++
@@ -153,9 +173,15 @@ const stuckAfter = time.Minute
 
 // Reconcile re-enqueues the builds of reports that Redis lost.
 func (b *Builder) Reconcile(ctx context.Context) error {
-	ids, err := b.store.stuck(ctx, stuckAfter, 1000)
+	rows, err := b.pool.Query(ctx, `
+		SELECT id FROM reports WHERE status IN ('pending', 'processing') AND updated_at < now() - make_interval(secs => $1)
+		ORDER BY created_at LIMIT 1000`, stuckAfter.Seconds())
 	if err != nil {
-		return err
+		return fmt.Errorf("list unfinished reports: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list unfinished reports: %w", err)
 	}
 	for _, id := range ids {
 		if err := taskqueue.EnqueueOnce(ctx, b.queue, b.inspector, NewBuildReportTask(id), QueueReports, taskID(id)); err != nil {

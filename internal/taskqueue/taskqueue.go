@@ -1,6 +1,7 @@
-// Package taskqueue enqueues Asynq tasks that must exist exactly once while
-// their work is unfinished: the pipeline's records and the reports, which the
-// reconciler re-enqueues from PostgreSQL when Redis lost them.
+// Package taskqueue is what every task handler shares: enqueueing tasks that
+// must exist exactly once while their work is unfinished (the reconciler
+// re-enqueues them from PostgreSQL when Redis lost them), and the retry
+// vocabulary a handler answers with (RetryIn, Snooze).
 package taskqueue
 
 import (

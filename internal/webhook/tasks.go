@@ -15,8 +15,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kycbatch/kycbatch/client"
+	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
@@ -72,32 +75,9 @@ func NewDeliverTask(id uuid.UUID, opts ...asynq.Option) *asynq.Task {
 
 func taskID(id uuid.UUID) string { return "webhook:" + id.String() }
 
-// RetryError is a failed attempt that will be retried after After: the
-// worker's RetryDelayFunc reads it, so the schedule follows the attempts
-// counted in PostgreSQL rather than Asynq's own count.
-type RetryError struct {
-	After time.Duration
-	Err   error
-}
-
-func (e *RetryError) Error() string {
-	return fmt.Sprintf("webhook delivery failed: %v; retry in %s", e.Err, e.After)
-}
-
-func (e *RetryError) Unwrap() error { return e.Err }
-
-// RetryDelay returns the wait RetryError asks for, if err is one.
-func RetryDelay(err error) (time.Duration, bool) {
-	var re *RetryError
-	if errors.As(err, &re) {
-		return re.After, true
-	}
-	return 0, false
-}
-
 // Deliverer runs the delivery tasks and the reconciliation of deliveries.
 type Deliverer struct {
-	store     *Store
+	pool      *pgxpool.Pool
 	client    *http.Client
 	queue     taskqueue.Enqueuer
 	inspector taskqueue.Inspector
@@ -108,11 +88,11 @@ type Deliverer struct {
 // NewDeliverer returns a Deliverer. retryBase is the first retry's wait
 // (DefaultRetryBase in production); allowPrivate lets it connect to
 // loopback and private addresses (development and tests only).
-func NewDeliverer(store *Store, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger) *Deliverer {
+func NewDeliverer(pool *pgxpool.Pool, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger) *Deliverer {
 	if retryBase <= 0 {
 		retryBase = DefaultRetryBase
 	}
-	return &Deliverer{store: store, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger}
+	return &Deliverer{pool: pool, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger}
 }
 
 // maxErrorLength bounds the error kept with an attempt.
@@ -127,7 +107,7 @@ func (d *Deliverer) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
 	ctx = logging.With(ctx, slog.String("delivery_id", p.DeliveryID.String()))
-	dl, err := d.store.delivery(ctx, p.DeliveryID)
+	dl, err := d.delivery(ctx, p.DeliveryID)
 	if errors.Is(err, errNoDelivery) {
 		return nil // the endpoint was deleted
 	}
@@ -152,7 +132,7 @@ func (d *Deliverer) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	default:
 		next = next.Add(retryWait(attempt, d.retryBase))
 	}
-	stored, err := d.store.recordAttempt(context.WithoutCancel(ctx), dl, attempt, res, next)
+	stored, err := d.recordAttempt(context.WithoutCancel(ctx), dl, attempt, res, next)
 	if err != nil || !stored {
 		return err
 	}
@@ -165,7 +145,9 @@ func (d *Deliverer) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 		d.logger.WarnContext(ctx, "webhook delivery given up", append(attrs, "error", res.Error)...)
 		return fmt.Errorf("webhook delivery given up after %d attempts: %s: %w", attempt, res.Error, asynq.SkipRetry)
 	}
-	return &RetryError{After: time.Until(next), Err: errors.New(res.Error)}
+	// The next attempt follows the schedule of the attempts counted in
+	// PostgreSQL, not Asynq's own count.
+	return taskqueue.RetryIn(time.Until(next), fmt.Errorf("webhook delivery failed: %s", res.Error))
 }
 
 // post sends the event once and says how it went.
@@ -212,9 +194,16 @@ const staleAfter = time.Minute
 // Reconcile re-enqueues the deliveries neither delivered nor given up whose
 // tasks Redis lost, each for when its next attempt is due.
 func (d *Deliverer) Reconcile(ctx context.Context) error {
-	list, err := d.store.pending(ctx, staleAfter, 1000)
+	rows, err := d.pool.Query(ctx, `
+		SELECT id, next_attempt_at FROM webhook_deliveries
+		WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
+		ORDER BY updated_at LIMIT 1000`, staleAfter.Seconds())
 	if err != nil {
-		return err
+		return fmt.Errorf("list pending webhook deliveries: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[due])
+	if err != nil {
+		return fmt.Errorf("list pending webhook deliveries: %w", err)
 	}
 	for _, p := range list {
 		task := NewDeliverTask(p.ID, asynq.ProcessAt(p.NextAt))
@@ -223,4 +212,89 @@ func (d *Deliverer) Reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// due is a pending delivery and when its next attempt is due.
+type due struct {
+	ID     uuid.UUID
+	NextAt time.Time
+}
+
+// delivery is what one attempt needs: the event, where to send it and how to sign it.
+type delivery struct {
+	ID         uuid.UUID
+	EndpointID uuid.UUID
+	EventID    string
+	EventType  string
+	Body       []byte
+	URL        string
+	Secret     string
+	Status     string
+	Attempts   int
+}
+
+// errNoDelivery says the delivery is gone (its endpoint was deleted).
+var errNoDelivery = errors.New("webhook delivery not found")
+
+// delivery loads delivery id with its endpoint and its event's body.
+func (d *Deliverer) delivery(ctx context.Context, id uuid.UUID) (delivery, error) {
+	var dl delivery
+	err := d.pool.QueryRow(ctx, `
+		SELECT d.id, d.endpoint_id, d.event_id, d.event_type, ep.url, ep.secret, d.status, d.attempts
+		FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
+		WHERE d.id = $1`, id).
+		Scan(&dl.ID, &dl.EndpointID, &dl.EventID, &dl.EventType, &dl.URL, &dl.Secret, &dl.Status, &dl.Attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dl, errNoDelivery
+	}
+	if err != nil {
+		return dl, fmt.Errorf("load webhook delivery %s: %w", id, err)
+	}
+	if dl.Body, err = event.Body(ctx, d.pool, dl.EventID); err != nil {
+		return dl, fmt.Errorf("load webhook delivery %s: %w", id, err)
+	}
+	return dl, nil
+}
+
+// attemptResult is how one POST went.
+type attemptResult struct {
+	Status       string // delivered, failed or given_up
+	ResponseCode int    // 0: no answer
+	Latency      time.Duration
+	Error        string
+}
+
+// recordAttempt stores an attempt and moves its delivery on, in one
+// statement: delivered, given up, or pending until nextAt. It reports false
+// when the delivery is no longer pending (another task got there first, or
+// the endpoint was deleted): nothing is stored then.
+func (d *Deliverer) recordAttempt(ctx context.Context, dl delivery, attempt int, r attemptResult, nextAt time.Time) (bool, error) {
+	deliveryStatus := r.Status
+	if deliveryStatus == "failed" {
+		deliveryStatus = "pending"
+	}
+	var code *int
+	if r.ResponseCode != 0 {
+		code = &r.ResponseCode
+	}
+	var msg *string
+	if r.Error != "" {
+		msg = &r.Error
+	}
+	var n int
+	err := d.pool.QueryRow(ctx, `
+		WITH moved AS (
+			UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, updated_at = now()
+			WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1
+			RETURNING id
+		), logged AS (
+			INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, attempt, status, response_code, latency_ms, error)
+			SELECT gen_random_uuid(), moved.id, $2, $4, $6, $7, $8, $9 FROM moved
+		)
+		SELECT count(*) FROM moved`,
+		dl.ID, dl.EndpointID, deliveryStatus, attempt, nextAt, r.Status, code, int(r.Latency.Milliseconds()), msg).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("record attempt %d of delivery %s: %w", attempt, dl.ID, err)
+	}
+	return n == 1, nil
 }

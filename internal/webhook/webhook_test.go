@@ -335,71 +335,74 @@ func TestEndpointsBelongToTheirBusiness(t *testing.T) {
 	}
 }
 
-func TestReconcilerRequeuesLostDeliveries(t *testing.T) {
+// TestReconcilerDispatchesLostEvents: an event is recorded in the
+// transaction of its change, then its dispatch is enqueued; if Redis loses
+// that task, the reconciler dispatches the event from the outbox, once.
+func TestReconcilerDispatchesLostEvents(t *testing.T) {
 	t.Parallel()
-	e, rcv, secret, _ := cancelledWithTaskLost(t)
-	if _, err := e.Pool.Exec(context.Background(), `UPDATE webhook_deliveries SET updated_at = now() - interval '2 minutes'`); err != nil {
-		t.Fatal(err)
-	}
-	// A worker reconciles at start.
-	e.StartWorker(t, 5*time.Second)
-	ev := verify(t, secret, rcv.next(t, 15*time.Second))
-	if ev["type"] != "batch.cancelled" {
-		t.Errorf("event: %v", ev)
-	}
-}
-
-// cancelledWithTaskLost registers an endpoint for batch.cancelled, cancels a
-// batch (its event stored, its delivery enqueued), and removes the delivery's
-// task from Redis, as a flush would, before any worker runs.
-func cancelledWithTaskLost(t *testing.T) (e *apitest.Env, rcv *receiver, secret, batchID string) {
-	t.Helper()
-	e = apitest.New(t, apitest.Options{})
+	e := apitest.New(t, apitest.Options{})
 	key, _ := e.Business(t)
-	rcv = newReceiver(t, 0)
-	_, secret = register(t, e, key, rcv.URL, "batch.cancelled")
-	batchID = e.UploadBatch(t, key, apitest.CSVFile("wh", e.Entities(t, key, 1)))
+	rcv := newReceiver(t, 0)
+	_, secret := register(t, e, key, rcv.URL, "batch.cancelled")
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("wh", e.Entities(t, key, 1)))
 	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
-	var deliveryID string
-	if err := e.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_deliveries`).Scan(&deliveryID); err != nil {
-		t.Fatal(err)
+	// As if Redis had been flushed before any worker ran, a minute ago.
+	if err := e.Inspector.DeleteTask("events", "event:batch.cancelled:"+batchID); err != nil {
+		t.Fatalf("delete the dispatch task: %v", err)
 	}
-	if err := e.Inspector.DeleteTask("webhooks", "webhook:"+deliveryID); err != nil {
-		t.Fatalf("delete the task: %v", err)
-	}
-	return e, rcv, secret, batchID
-}
-
-// TestReconcilerRecoversLostEvents: an event is stored after its batch's
-// change commits; if the process dies in between, the reconciler raises it,
-// once.
-func TestReconcilerRecoversLostEvents(t *testing.T) {
-	t.Parallel()
-	e, rcv, secret, batchID := cancelledWithTaskLost(t)
-	// As if the API died between the cancel's commit and its event: no
-	// event, no delivery, no task; and that was over a minute ago.
 	ctx := context.Background()
-	if _, err := e.Pool.Exec(ctx, `DELETE FROM webhook_events`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Pool.Exec(ctx, `UPDATE batches SET completed_at = now() - interval '2 minutes'`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Pool.Exec(ctx, `UPDATE webhook_endpoints SET created_at = now() - interval '3 minutes'`); err != nil {
-		t.Fatal(err)
+	for _, table := range []string{"events", "webhook_endpoints"} {
+		if _, err := e.Pool.Exec(ctx, `UPDATE `+table+` SET created_at = created_at - interval '1 minute'`); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.StartWorker(t, 5*time.Second) // a worker reconciles at start
 	ev := verify(t, secret, rcv.next(t, 15*time.Second))
 	if ev["type"] != "batch.cancelled" || ev["data"].(map[string]any)["batchId"] != batchID {
 		t.Errorf("event: %v", ev)
 	}
-	var events int
-	if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events`).Scan(&events); err != nil {
+	var events, undispatched int
+	if err := e.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE dispatched_at IS NULL) FROM events`).Scan(&events, &undispatched); err != nil {
 		t.Fatal(err)
 	}
-	if events != 1 {
-		t.Errorf("%d events stored, want the one recovered", events)
+	if events != 1 || undispatched != 0 {
+		t.Errorf("%d events stored, %d undispatched; want the one, dispatched", events, undispatched)
 	}
+	checkQuietAndSecretUnlogged(t, e, rcv, secret)
+}
+
+// TestReconcilerRequeuesLostDeliveries: a delivery whose retry Redis lost is
+// re-enqueued by the reconciler from PostgreSQL.
+func TestReconcilerRequeuesLostDeliveries(t *testing.T) {
+	t.Parallel()
+	// The first attempt fails; its retry would come a minute later.
+	e := apitest.New(t, apitest.Options{WebhookRetryBase: time.Minute})
+	key, _ := e.Business(t)
+	rcv := newReceiver(t, 1)
+	_, secret := register(t, e, key, rcv.URL, "batch.cancelled")
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("wh", e.Entities(t, key, 1)))
+	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
+	stop := e.StartWorker(t, 5*time.Second)
+	first := verify(t, secret, rcv.next(t, 15*time.Second))
+	stop() // lets the attempt be recorded and its retry scheduled
+
+	ctx := context.Background()
+	var deliveryID string
+	if err := e.Pool.QueryRow(ctx, `SELECT id::text FROM webhook_deliveries WHERE attempts = 1`).Scan(&deliveryID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Inspector.DeleteTask("webhooks", "webhook:"+deliveryID); err != nil {
+		t.Fatalf("delete the retry: %v", err)
+	}
+	if _, err := e.Pool.Exec(ctx, `UPDATE webhook_deliveries SET updated_at = now() - interval '2 minutes', next_attempt_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	e.StartWorker(t, 5*time.Second) // a worker reconciles at start
+	ev := verify(t, secret, rcv.next(t, 15*time.Second))
+	if ev["type"] != "batch.cancelled" || ev["id"] != first["id"] {
+		t.Errorf("event %v, want the retry of %v", ev, first["id"])
+	}
+	checkQuietAndSecretUnlogged(t, e, rcv, secret)
 }
 
 // checkQuietAndSecretUnlogged checks that the receiver gets nothing more and

@@ -49,7 +49,7 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 		}
 		pipeline += completed.Sub(start)
 
-		bare += bareAsynq(b, bareRedis, n, e.Config.WorkerConcurrency)
+		bare += bareAsynq(b, bareRedis, n, e.Worker.Concurrency)
 	}
 	records := float64(n*b.N) / pipeline.Seconds()
 	tasks := float64(n*b.N) / bare.Seconds()

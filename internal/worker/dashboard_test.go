@@ -57,7 +57,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	defer cancel()
 
-	login := base64.StdEncoding.EncodeToString([]byte(e.Config.Monitoring.User + ":" + e.Config.Monitoring.Password))
+	login := base64.StdEncoding.EncodeToString([]byte(e.API.Monitoring.User + ":" + e.API.Monitoring.Password))
 	// The first call starts the browser: it gets no deadline (see chromedp.Run).
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
 		Headers: network.Headers{"Authorization": "Basic " + login},

@@ -34,7 +34,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	e.Upload(t, key, "bad", []byte("externalId,shareToken\nnot-a-uuid,_act-sbx-jwt-secret-7\n"))
 	time.Sleep(500 * time.Millisecond) // the report task logs too
 
-	secrets := append(tokens, "_act-sbx-jwt-secret-7", key, e.Config.Sumsub.SecretKey, e.Config.Sumsub.AppToken)
+	secrets := append(tokens, "_act-sbx-jwt-secret-7", key, e.Worker.Sumsub.SecretKey, e.Worker.Sumsub.AppToken)
 	lines := strings.Split(strings.TrimSpace(e.Logs.String()), "\n")
 	if len(lines) < 20 {
 		t.Fatalf("only %d log lines: the run did not happen", len(lines))

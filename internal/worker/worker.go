@@ -1,6 +1,6 @@
 // Package worker builds the Asynq server and scheduler of kycbatch: the
 // queues, the retry policy and the handlers of every task. cmd/worker and
-// the dev server run it alike.
+// the dev server run it alike, on an app.App.
 package worker
 
 import (
@@ -12,17 +12,17 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/config"
+	"github.com/kycbatch/kycbatch/internal/contract"
+	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
-	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
 	"github.com/kycbatch/kycbatch/internal/reports"
-	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
 	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
@@ -32,6 +32,7 @@ var queues = map[string]int{
 	ingest.QueueSumsub:      6,
 	ingest.QueueBatches:     3,
 	reports.QueueReports:    2,
+	event.Queue:             2,
 	webhook.QueueWebhooks:   2,
 	ingest.QueueMaintenance: 1,
 }
@@ -39,20 +40,6 @@ var queues = map[string]int{
 // maxPermitWait is how long a record task waits for a rate-limit permit
 // before handing its slot back and retrying later.
 const maxPermitWait = 2 * time.Second
-
-// Deps are what the worker needs.
-type Deps struct {
-	Logger *slog.Logger
-	Pool   *pgxpool.Pool
-	Redis  redis.UniversalClient
-	Config config.Config
-	// Sumsub imports applicants; nil: a client built from Config.Sumsub.
-	Sumsub ingest.Importer
-	// Files is where reports are written.
-	Files *storage.Store
-	// Metrics records Sumsub calls, rate-limit waits and record outcomes.
-	Metrics *metrics.Metrics
-}
 
 // Worker is an Asynq server with the scheduler of the periodic tasks.
 type Worker struct {
@@ -63,57 +50,41 @@ type Worker struct {
 	logger    *slog.Logger
 }
 
-// New builds a worker; Run starts it.
-func New(d Deps) (*Worker, error) {
-	cfg := d.Config
-	importer := d.Sumsub
-	if importer == nil {
-		importer = sumsub.New(sumsub.Config{
-			BaseURL: cfg.Sumsub.BaseURL, AppToken: cfg.Sumsub.AppToken, SecretKey: cfg.Sumsub.SecretKey, Timeout: cfg.Sumsub.Timeout,
-		})
-	}
-	queue := asynq.NewClientFromRedisClient(d.Redis)
-	inspector := asynq.NewInspectorFromRedisClient(d.Redis)
-	// Batches and reports that end raise webhook events; the deliverer sends them.
-	notifier := webhook.NewNotifier(webhook.NewStore(d.Pool), queue, d.Logger)
-	deliverer := webhook.NewDeliverer(webhook.NewStore(d.Pool), queue, inspector, cfg.Webhooks.RetryBase, cfg.Webhooks.AllowPrivateURLs, d.Logger)
-	builder := reports.NewBuilder(reports.NewStore(d.Pool), d.Files, queue, inspector, d.Logger).WithNotifier(notifier, d.Files, cfg.ReportLinkTTL)
-	processor := ingest.NewProcessor(
-		ingest.NewStore(d.Pool),
-		importer,
-		ratelimit.New(d.Redis, "sumsub", cfg.Sumsub.RateLimit),
-		queue,
-		inspector,
+// New builds a worker on a's connections; Run starts it.
+func New(a *app.App, cfg config.Worker) (*Worker, error) {
+	importer := sumsub.New(sumsub.Config{
+		BaseURL: cfg.Sumsub.BaseURL, AppToken: cfg.Sumsub.AppToken, SecretKey: cfg.Sumsub.SecretKey, Timeout: cfg.Sumsub.Timeout,
+	})
+	processor := ingest.NewProcessor(a.Pool, a.Files, importer, ratelimit.New(a.Redis, "sumsub", cfg.Sumsub.RateLimit),
+		a.Queue, a.Inspector, a.Outbox,
 		ingest.ProcessorConfig{
 			Window: batchWindow(cfg), DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait,
 			AttemptLease: maxPermitWait + cfg.Sumsub.Timeout + 5*time.Second,
 		},
-		d.Logger,
-		d.Metrics,
-	).WithNotifier(notifier)
-	notifier.WithSources(map[string]webhook.Source{
-		ingest.EventBatchCompleted: processor.BatchEvent, ingest.EventBatchFailed: processor.BatchEvent,
-		ingest.EventBatchCancelled: processor.BatchEvent,
-		reports.EventReportReady:   builder.ReportEvent, reports.EventReportFailed: builder.ReportEvent,
-	})
+		a.Logger, a.Metrics)
+	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)
+	// Events carry the same bodies as the API's answers.
+	dispatcher := webhook.NewDispatcher(a.Pool, contract.Events{Batches: a.Batches, Reports: a.Reports}, a.Queue, a.Inspector, a.Logger)
+	deliverer := webhook.NewDeliverer(a.Pool, a.Queue, a.Inspector, cfg.Webhooks.RetryBase, cfg.Webhooks.AllowPrivateURLs, a.Logger)
 
 	mux := asynq.NewServeMux()
 	mux.Use(taskContext)
 	mux.HandleFunc(ingest.TypeDispatchBatch, processor.HandleDispatch)
 	mux.HandleFunc(ingest.TypeImportRecord, processor.HandleImportRecord)
 	mux.HandleFunc(reports.TypeBuildReport, builder.HandleBuild)
+	mux.HandleFunc(event.TypeDispatch, dispatcher.HandleDispatch)
 	mux.HandleFunc(webhook.TypeDeliver, deliverer.HandleDeliver)
 	// One reconciler for all the work PostgreSQL knows and Redis may have lost.
 	mux.HandleFunc(ingest.TypeReconcile, func(ctx context.Context, _ *asynq.Task) error {
-		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), notifier.Recover(ctx), deliverer.Reconcile(ctx))
+		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), dispatcher.Reconcile(ctx), deliverer.Reconcile(ctx))
 	})
 
-	asynqLogger := logger{d.Logger.With("component", "asynq")}
-	server := asynq.NewServerFromRedisClient(d.Redis, asynq.Config{
-		Concurrency:     cfg.WorkerConcurrency,
+	asynqLogger := logger{a.Logger.With("component", "asynq")}
+	server := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
+		Concurrency:     cfg.Concurrency,
 		Queues:          queues,
 		RetryDelayFunc:  retryDelay,
-		IsFailure:       isFailure,
+		IsFailure:       taskqueue.IsFailure,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		// Tasks told to come back after a rate-limit wait are due within a
 		// second: check for them often, not every 5 s (Asynq's default).
@@ -126,16 +97,16 @@ func New(d Deps) (*Worker, error) {
 		Logger:            asynqLogger,
 		LogLevel:          asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if isFailure(err) {
-				d.Logger.WarnContext(ctx, "task failed", "type", t.Type(), "error", err)
+			if taskqueue.IsFailure(err) {
+				a.Logger.WarnContext(ctx, "task failed", "type", t.Type(), "error", err)
 			}
 		}),
 	})
-	scheduler := asynq.NewSchedulerFromRedisClient(d.Redis, &asynq.SchedulerOpts{
+	scheduler := asynq.NewSchedulerFromRedisClient(a.Redis, &asynq.SchedulerOpts{
 		Logger: asynqLogger, LogLevel: asynq.WarnLevel,
 		PostEnqueueFunc: func(_ *asynq.TaskInfo, err error) {
 			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-				d.Logger.Warn("schedule the reconciler", "error", err)
+				a.Logger.Warn("schedule the reconciler", "error", err)
 			}
 		},
 	})
@@ -146,7 +117,7 @@ func New(d Deps) (*Worker, error) {
 	if _, err := scheduler.Register(spec, ingest.NewReconcileTask(), asynq.Unique(unique)); err != nil {
 		return nil, fmt.Errorf("schedule reconciler: %w", err)
 	}
-	return &Worker{server: server, scheduler: scheduler, mux: mux, queue: queue, logger: d.Logger}, nil
+	return &Worker{server: server, scheduler: scheduler, mux: mux, queue: a.Queue, logger: a.Logger}, nil
 }
 
 // batchWindow is how many records of one batch wait in the Sumsub queue at
@@ -154,7 +125,7 @@ func New(d Deps) (*Worker, error) {
 // record queued is one more that a batch uploaded later waits behind, so
 // beside a large batch at 10/s a 10-record batch waits behind 5 records,
 // not 20; half a second of work still keeps the limit busy.
-func batchWindow(cfg config.Config) int {
+func batchWindow(cfg config.Worker) int {
 	return max(1, min(cfg.BatchWindow, (cfg.Sumsub.RateLimit+1)/2))
 }
 
@@ -189,35 +160,13 @@ func taskContext(next asynq.Handler) asynq.Handler {
 	})
 }
 
-// isFailure: a task told to retry later (no permit soon enough, or its
-// record's attempt in another task's hands) has not failed.
-func isFailure(err error) bool {
-	var limited *ingest.RetryLaterError
-	return !errors.As(err, &limited)
-}
-
-// retryDelay honours the limiter's and Sumsub's Retry-After, else backs off
-// exponentially (1 s, 2 s, 4 s … up to 5 min) with jitter so that retries
-// of many records do not arrive together.
+// retryDelay is when a task runs again: after the delay its handler asked
+// for (taskqueue.RetryIn, taskqueue.Snooze), else after an exponential
+// backoff (1 s, 2 s, 4 s … up to 5 min) with jitter, so that retries of
+// many tasks do not arrive together.
 func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var limited *ingest.RetryLaterError
-	if errors.As(err, &limited) {
-		return limited.RetryAfter + rand.N(50*time.Millisecond)
-	}
-	// A webhook delivery follows its own schedule (5 s, 5 min … 24 h).
-	if d, ok := webhook.RetryDelay(err); ok {
+	if d, ok := taskqueue.Delay(err); ok {
 		return d
-	}
-	var se *sumsub.Error
-	if errors.As(err, &se) && se.RetryAfter > 0 {
-		return se.RetryAfter + rand.N(250*time.Millisecond)
-	}
-	if se != nil && se.Kind == sumsub.RateLimited {
-		// A 429 without Retry-After: Sumsub's window frees up within a
-		// second, unless Sumsub is refusing for longer: 0.2 s doubling up to
-		// 30 s, so a record's retries (Asynq's budget) span about ten minutes.
-		backoff := min(200*time.Millisecond<<min(n, 8), 30*time.Second)
-		return backoff/2 + rand.N(backoff/2+1)
 	}
 	backoff := min(time.Second<<min(n, 10), 5*time.Minute)
 	return backoff/2 + rand.N(backoff/2+1)

@@ -15,6 +15,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,14 +35,13 @@ import (
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/database"
-	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
-	"github.com/kycbatch/kycbatch/internal/metrics"
-	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 	"github.com/kycbatch/kycbatch/internal/storage"
-	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
+	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
+	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
@@ -86,9 +86,11 @@ type Env struct {
 	Keys      *auth.Store
 	Logs      *LogBuffer
 	Sim       *sumsubsim.Server
-	Config    config.Config
-	// Metrics are shared by the API and the workers, as in the dev server.
-	Metrics *metrics.Metrics
+	// API is the API's configuration, Worker the workers'.
+	API    config.API
+	Worker config.Worker
+	// App is the API's; workers share its metrics, as in the dev server.
+	App *app.App
 }
 
 // The simulator's credentials in tests.
@@ -119,48 +121,50 @@ func New(tb testing.TB, opts Options) *Env {
 	simSrv := httptest.NewServer(sim)
 	tb.Cleanup(simSrv.Close)
 
-	cfg, err := config.Load(func(string) string { return "" })
+	// The defaults, as the binaries read them, with the environment's services.
+	env := map[string]string{
+		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": simSecretKey,
+		"SUMSUB_RATE_LIMIT": strconv.Itoa(opts.SumsubRate), "BATCH_WINDOW": strconv.Itoa(opts.Window),
+		"RECONCILE_INTERVAL":         opts.ReconcileInterval.String(),
+		"WEBHOOK_ALLOW_PRIVATE_URLS": strconv.FormatBool(!opts.BlockPrivateWebhookURLs),
+		"WEBHOOK_RETRY_BASE":         cmp.Or(opts.WebhookRetryBase, 20*time.Millisecond).String(),
+	}
+	if opts.Monitoring {
+		env["MONITORING_USER"], env["MONITORING_PASSWORD"] = "ops", "test-ops-password"
+	}
+	if opts.SumsubWebhook {
+		env["SUMSUB_WEBHOOK_SECRET"] = WebhookSecret
+	}
+	getenv := func(k string) string { return env[k] }
+	apiCfg, err := config.LoadAPI(getenv)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Sumsub.BaseURL, cfg.Sumsub.AppToken, cfg.Sumsub.SecretKey = simSrv.URL, simAppToken, simSecretKey
-	cfg.Sumsub.RateLimit = opts.SumsubRate
-	cfg.BatchWindow = opts.Window
-	cfg.WorkerConcurrency = 20
-	cfg.ReconcileInterval = opts.ReconcileInterval
+	workerCfg, err := config.LoadWorker(getenv)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	// pgx's default pool, or the production one (its connections open as needed).
 	var poolSize int32
 	if opts.ProductionPool {
-		poolSize = database.PoolSize(cfg.WorkerConcurrency)
+		poolSize = database.WorkerPoolSize(workerCfg.Concurrency)
 	}
 	pool, err := database.Open(ctx, dbtest.URL(tb), poolSize)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pool.Close)
-	if opts.Monitoring {
-		cfg.Monitoring.User, cfg.Monitoring.Password = "ops", "test-ops-password"
-	}
-	cfg.Webhooks.AllowPrivateURLs = !opts.BlockPrivateWebhookURLs
-	cfg.Webhooks.RetryBase = cmp.Or(opts.WebhookRetryBase, 20*time.Millisecond)
-	if opts.SumsubWebhook {
-		cfg.Sumsub.WebhookSecret = WebhookSecret
-	}
 
 	logs := &LogBuffer{}
 	e := &Env{
 		Pool: pool, Files: s3test.Store(tb), Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, Config: cfg, Metrics: metrics.New(),
+		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, API: apiCfg, Worker: workerCfg,
 	}
-	e.Metrics.WatchQueues(e.Inspector)
-	e.Metrics.WatchBatches(pool, e.Logger())
-	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: e.Logger(), Metrics: e.Metrics, Pool: pool, Redis: rdb, Files: e.Files, Queue: asynq.NewClientFromRedisClient(rdb), SumsubRate: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, Webhooks: cfg.Webhooks, Monitoring: cfg.Monitoring,
-		SumsubWebhookSecret: cfg.Sumsub.WebhookSecret,
-	})
+	e.App = app.New(pool, rdb, e.Files, app.Options{SumsubRateLimit: apiCfg.SumsubRateLimit, ReportLinkTTL: apiCfg.ReportLinkTTL}, e.Logger())
+	handler := httpapi.New(e.App, apiCfg)
 	// The production server's limits and timeouts, on a test listener.
 	srv := httptest.NewUnstartedServer(handler)
-	srv.Config = httpapi.HTTPServer("", handler, e.Logger())
+	srv.Config = app.HTTPServer(handler, e.Logger())
 	srv.Start()
 	tb.Cleanup(srv.Close)
 	e.URL = srv.URL
@@ -183,15 +187,18 @@ func (e *Env) DatabaseURL() string {
 }
 
 // StartWorker starts a worker process's worth of kycbatch (its own Redis
-// client, limiter and Asynq server) and returns a function that stops it;
-// shutdown bounds how long running tasks may finish (a tiny one is a crash).
-// The worker also stops when the test ends.
+// client, limiter and Asynq server, on the environment's database, S3 and
+// metrics) and returns a function that stops it; shutdown bounds how long
+// running tasks may finish (a tiny one is a crash). The worker also stops
+// when the test ends.
 func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
 	tb.Helper()
 	rdb := redis.NewClient(e.Redis.Options())
-	cfg := e.Config
+	cfg := e.Worker
 	cfg.ShutdownTimeout = shutdown
-	w, err := worker.New(worker.Deps{Logger: e.Logger(), Metrics: e.Metrics, Pool: e.Pool, Redis: rdb, Config: cfg, Files: e.Files})
+	a := app.New(e.Pool, rdb, e.Files, app.Options{SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL}, e.Logger())
+	a.Metrics = e.App.Metrics
+	w, err := worker.New(a, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kycbatch/kycbatch/internal/contract"
+)
+
+// readyTimeout bounds each dependency check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// OpsHandler serves what every process answers ops with, on net/http alone
+// (a worker links no API server): /healthz (the process serves HTTP),
+// /readyz (PostgreSQL, Redis and S3 answer) and /metrics (Prometheus).
+func (a *App) OpsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n")) //nolint:errcheck // the client went away
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", a.Metrics.Handler())
+	return mux
+}
+
+// readyz answers whether PostgreSQL, Redis and S3 all answer, checked
+// together, each within readyTimeout. Failures are logged, not shown: the
+// endpoint needs no key, so it says nothing of the network behind it.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]func(context.Context) error{
+		"postgres": a.Pool.Ping,
+		"redis":    func(ctx context.Context) error { return a.Redis.Ping(ctx).Err() },
+		"s3":       a.Files.Ping,
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	body := readiness{Status: "ok", Checks: make(map[string]string, len(checks))}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range checks {
+		wg.Go(func() {
+			err := check(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			body.Checks[name] = "ok"
+			if err != nil {
+				body.Checks[name], body.Status = "unavailable", "unavailable"
+				a.Logger.WarnContext(ctx, "readiness check failed", slog.String("dependency", name), slog.Any("error", err))
+			}
+		})
+	}
+	wg.Wait()
+	status := http.StatusOK
+	if body.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	b, err := contract.Marshal(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contract.ContentType)
+	w.WriteHeader(status)
+	w.Write(b) //nolint:errcheck // the client went away
+}

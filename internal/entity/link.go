@@ -1,0 +1,213 @@
+package entity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kycbatch/kycbatch/internal/database"
+)
+
+// The functions below serve the other owners (ingest's uploads and records,
+// sumsubhook's reviews) in their transactions: they take a database.DB and
+// name the business explicitly, since no API caller is behind them.
+
+// Exists reports whether the business has an entity with the external id.
+func Exists(ctx context.Context, db database.DB, business, externalID uuid.UUID) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM entities WHERE business_id = $1 AND external_id = $2)`,
+		business, externalID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up entity %s: %w", externalID, err)
+	}
+	return ok, nil
+}
+
+// CardTokenHeldElsewhere reports whether one of the card tokens (mapped to
+// the external id of the entity that is to take it) is held by another
+// entity of the business.
+func CardTokenHeldElsewhere(ctx context.Context, db database.DB, business uuid.UUID, tokens map[string]uuid.UUID) (bool, error) {
+	if len(tokens) == 0 {
+		return false, nil
+	}
+	list := make([]string, 0, len(tokens))
+	for t := range tokens {
+		list = append(list, t)
+	}
+	rows, err := db.Query(ctx, `
+		SELECT card_processor_public_token, external_id FROM entities
+		WHERE business_id = $1 AND card_processor_public_token = ANY($2)`, business, list)
+	if err != nil {
+		return false, fmt.Errorf("look up card tokens: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var token string
+		var holder uuid.UUID
+		if err := rows.Scan(&token, &holder); err != nil {
+			return false, fmt.Errorf("look up card tokens: %w", err)
+		}
+		if holder != tokens[token] {
+			return true, nil
+		}
+	}
+	return false, rows.Err()
+}
+
+// Link is what a successful import sets on an entity.
+type Link struct {
+	Business    uuid.UUID
+	ExternalID  uuid.UUID
+	ApplicantID string
+	// KYCStatus is the status the import's own review implies (PENDING,
+	// APPROVED or REJECTED); a review recorded before the link wins.
+	KYCStatus string
+	// CardToken is the record's card processor token; empty: none.
+	CardToken string
+}
+
+// Linked says how LinkApplicant went.
+type Linked struct {
+	// Found is false when the business has no such entity (deleted while
+	// the import was in flight): nothing was linked.
+	Found bool
+	// CardTaken is true when the record asked for a card token that another
+	// entity of the business holds: the applicant was linked, the token not.
+	CardTaken bool
+	// ReviewAnswer is the answer (GREEN, RED) of the latest review Sumsub
+	// sent for the applicant before this link, if any.
+	ReviewAnswer string
+}
+
+// LinkApplicant sets the imported applicant on the entity, with its KYC
+// status and its card token, in db (the transaction storing the record's
+// outcome). A review webhook can beat the import's commit (Sumsub is fast):
+// a review recorded before the link decides the status. The card token is
+// taken only if no other entity of the business holds it; two entities
+// taking one token at the same instant violate the unique index, and the
+// caller's retry finds the token held.
+func LinkApplicant(ctx context.Context, db database.DB, l Link) (Linked, error) {
+	res := Linked{Found: true}
+	var cardOK bool
+	var review *string
+	err := db.QueryRow(ctx, `
+		WITH review AS (
+			SELECT review_answer FROM sumsub_reviews WHERE applicant_id = @applicant
+			ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1
+		)
+		UPDATE entities e SET sumsub_applicant_id = @applicant, updated_at = now(),
+			kyc_status = coalesce((SELECT CASE review_answer WHEN 'GREEN' THEN 'APPROVED' ELSE 'REJECTED' END FROM review), @kyc),
+			card_processor_public_token = CASE
+				WHEN @card::text IS NULL OR EXISTS (
+					SELECT 1 FROM entities o WHERE o.business_id = e.business_id
+					  AND o.card_processor_public_token = @card AND o.id <> e.id)
+				THEN e.card_processor_public_token
+				ELSE @card END
+		WHERE e.business_id = @business AND e.external_id = @external
+		RETURNING @card::text IS NULL OR e.card_processor_public_token IS NOT DISTINCT FROM @card,
+			(SELECT review_answer FROM review)`,
+		pgx.NamedArgs{"applicant": l.ApplicantID, "kyc": l.KYCStatus, "card": nullable(l.CardToken),
+			"business": l.Business, "external": l.ExternalID}).Scan(&cardOK, &review)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Linked{}, nil
+	}
+	if err != nil {
+		return Linked{}, fmt.Errorf("link applicant to entity %s: %w", l.ExternalID, err)
+	}
+	res.CardTaken = !cardOK
+	if review != nil {
+		res.ReviewAnswer = *review
+	}
+	return res, nil
+}
+
+// nullable stores an empty optional value as NULL.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Review is a completed review, as an applicantReviewed webhook tells it.
+type Review struct {
+	ApplicantID string
+	// EventKey names this webhook among the applicant's: a replay has the same.
+	EventKey      string
+	Answer        string // GREEN or RED
+	RejectType    string
+	LevelName     string
+	CorrelationID string
+	// ReviewedAt is the webhook's createdAtMs; zero when it could not be read.
+	ReviewedAt time.Time
+}
+
+// Applied says what ApplyReview did.
+type Applied struct {
+	// Entities counts the entities holding the applicant, in any business.
+	Entities int
+	// Recorded is false for a replayed webhook: nothing was written.
+	Recorded bool
+	// Updated counts the entities whose KYC status changed.
+	Updated int
+	// Latest is true when no newer review of the applicant is recorded:
+	// the review is the applicant's current one.
+	Latest bool
+}
+
+// kycStatus is the entity status of each review answer.
+var kycStatus = map[string]string{"GREEN": "APPROVED", "RED": "REJECTED"}
+
+// ValidAnswer reports whether a review answer decides a KYC status.
+func ValidAnswer(answer string) bool { return kycStatus[answer] != "" }
+
+// ApplyReview records r and sets the KYC status of every entity holding its
+// applicant, in db. A review already recorded (a replay) writes nothing; a
+// review older than one recorded before is kept but changes nothing; a
+// review of an applicant no entity holds yet is kept for the import that
+// links it (LinkApplicant reads it).
+func ApplyReview(ctx context.Context, db database.DB, r Review) (Applied, error) {
+	var res Applied
+	var reviewedAt *time.Time
+	if !r.ReviewedAt.IsZero() {
+		reviewedAt = &r.ReviewedAt
+	}
+	rows, err := db.Query(ctx, `SELECT id FROM entities WHERE sumsub_applicant_id = $1 FOR UPDATE`, r.ApplicantID)
+	if err != nil {
+		return res, fmt.Errorf("lock entities of applicant %s: %w", r.ApplicantID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return res, fmt.Errorf("lock entities of applicant %s: %w", r.ApplicantID, err)
+	}
+	res.Entities = len(ids)
+	tag, err := db.Exec(ctx, `
+		INSERT INTO sumsub_reviews (applicant_id, event_key, review_answer, reject_type, level_name, correlation_id, reviewed_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7)
+		ON CONFLICT (applicant_id, event_key) DO NOTHING`,
+		r.ApplicantID, r.EventKey, r.Answer, r.RejectType, r.LevelName, r.CorrelationID, reviewedAt)
+	if err != nil {
+		return res, fmt.Errorf("record review of applicant %s: %w", r.ApplicantID, err)
+	}
+	if res.Recorded = tag.RowsAffected() == 1; !res.Recorded {
+		return res, nil
+	}
+	err = db.QueryRow(ctx, `
+		WITH latest AS (
+			SELECT NOT EXISTS (SELECT 1 FROM sumsub_reviews WHERE applicant_id = $1 AND reviewed_at > $3) AS yes
+		), updated AS (
+			UPDATE entities SET kyc_status = $2, updated_at = now()
+			WHERE sumsub_applicant_id = $1 AND kyc_status <> $2 AND (SELECT yes FROM latest)
+			RETURNING 1
+		)
+		SELECT (SELECT yes FROM latest), (SELECT count(*) FROM updated)`,
+		r.ApplicantID, kycStatus[r.Answer], reviewedAt).Scan(&res.Latest, &res.Updated)
+	if err != nil {
+		return res, fmt.Errorf("apply review of applicant %s: %w", r.ApplicantID, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,178 @@
+// Package reports builds usage reports of batches: a CSV of every record,
+// streamed from PostgreSQL into S3, with counts, behind a presigned link
+// signed afresh at every download. It owns the table reports; the batches
+// and their records are ingest's, read through its functions.
+package reports
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/taskqueue"
+)
+
+// ErrNotFound answers unknown reports and other businesses' reports alike.
+var ErrNotFound = errors.New("report not found")
+
+// idPrefix starts every report id, as the report API names them.
+const idPrefix = "bulk_stamper_order_usage_report_"
+
+const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// newID returns a report id: the prefix and 20 random letters.
+func newID() string {
+	b := make([]byte, 20)
+	rand.Read(b) // never fails
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)] // 256 % 52 = 48: a bias too small to matter for an id
+	}
+	return idPrefix + string(b)
+}
+
+// Stats count a batch's records: pending (not final), available (succeeded)
+// and failed (failed or cancelled: no applicant came of them).
+type Stats struct {
+	Pending   int
+	Available int
+	Failed    int
+}
+
+// statsOf counts b's records from its counters.
+func statsOf(b ingest.Batch) Stats {
+	return Stats{Pending: b.Remaining(), Available: b.Succeeded, Failed: b.Failed + b.Cancelled}
+}
+
+// Report is a stored report.
+type Report struct {
+	ID         string
+	BusinessID uuid.UUID
+	BatchID    uuid.UUID
+	Status     string // pending, processing, success, failed
+	Stats      *Stats // as of the build, once built
+	ObjectKey  string
+}
+
+// Download is a report as its download answer shows it: the stats as of the
+// build (or of now while it builds) and, once built, a fresh link.
+type Download struct {
+	Report
+	Stats Stats
+	// Link is empty until the report is built.
+	Link string
+}
+
+// Linker signs download links; *storage.Store is one.
+type Linker interface {
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// Files stores report files and signs their links; *storage.Store is one.
+type Files interface {
+	Linker
+	Upload(ctx context.Context, key string, body io.Reader, contentType string) error
+}
+
+// Service starts reports and answers their downloads, for the calling
+// business (auth.BusinessFrom), and renders the data of report events.
+type Service struct {
+	pool    *pgxpool.Pool
+	links   Linker
+	queue   taskqueue.Enqueuer
+	linkTTL time.Duration
+	logger  *slog.Logger
+}
+
+// NewService returns a Service whose links expire after linkTTL.
+func NewService(pool *pgxpool.Pool, links Linker, queue taskqueue.Enqueuer, linkTTL time.Duration, logger *slog.Logger) *Service {
+	return &Service{pool: pool, links: links, queue: queue, linkTTL: linkTTL, logger: logger}
+}
+
+// Initiate stores a pending report of the calling business's batch and
+// enqueues its build; ingest.ErrBatchNotFound when there is no such batch.
+func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, error) {
+	business := auth.BusinessFrom(ctx)
+	if _, err := ingest.Get(ctx, s.pool, business, batchID); err != nil {
+		return Report{}, err
+	}
+	r := Report{ID: newID(), BusinessID: business, BatchID: batchID, Status: "pending"}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO reports (id, business_id, batch_id) VALUES ($1, $2, $3)`, r.ID, business, batchID); err != nil {
+		return Report{}, fmt.Errorf("create report of %s: %w", batchID, err)
+	}
+	// The report is stored: if Redis is unavailable, the reconciler enqueues it later.
+	if _, err := s.queue.EnqueueContext(ctx, NewBuildReportTask(r.ID)); err != nil {
+		s.logger.WarnContext(ctx, "enqueue report; the reconciler will retry", "report_id", r.ID, "error", err)
+	}
+	return r, nil
+}
+
+// Download returns the calling business's report id with its stats and,
+// once built, a link signed now that expires after the TTL.
+func (s *Service) Download(ctx context.Context, id string) (Download, error) {
+	r, err := get(ctx, s.pool, `id = $1 AND business_id = $2`, id, auth.BusinessFrom(ctx))
+	if err != nil {
+		return Download{}, err
+	}
+	return s.download(ctx, r)
+}
+
+// DownloadByID returns report id whoever owns it: the data of the report's events.
+func (s *Service) DownloadByID(ctx context.Context, id string) (Download, error) {
+	r, err := get(ctx, s.pool, `id = $1`, id)
+	if err != nil {
+		return Download{}, err
+	}
+	return s.download(ctx, r)
+}
+
+func (s *Service) download(ctx context.Context, r Report) (Download, error) {
+	d := Download{Report: r}
+	if r.Stats != nil {
+		d.Stats = *r.Stats
+	} else {
+		b, err := ingest.ByID(ctx, s.pool, r.BatchID)
+		if err != nil {
+			return Download{}, err
+		}
+		d.Stats = statsOf(b)
+	}
+	if r.Status == "success" {
+		link, err := s.links.PresignGet(ctx, r.ObjectKey, s.linkTTL)
+		if err != nil {
+			return Download{}, err
+		}
+		d.Link = link
+	}
+	return d, nil
+}
+
+// get returns the report matching where (SQL on the reports row, with args).
+func get(ctx context.Context, db database.DB, where string, args ...any) (Report, error) {
+	var r Report
+	var pending, available, failed *int
+	err := db.QueryRow(ctx, `
+		SELECT id, business_id, batch_id, status, stats_pending, stats_available, stats_failed, coalesce(object_key, '')
+		FROM reports WHERE `+where, args...).
+		Scan(&r.ID, &r.BusinessID, &r.BatchID, &r.Status, &pending, &available, &failed, &r.ObjectKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Report{}, ErrNotFound
+	}
+	if err != nil {
+		return Report{}, fmt.Errorf("get report: %w", err)
+	}
+	if pending != nil && available != nil && failed != nil {
+		r.Stats = &Stats{Pending: *pending, Available: *available, Failed: *failed}
+	}
+	return r, nil
+}
