@@ -60,9 +60,10 @@ chaos: ## Fault injection: 2,000 records through SIGKILLed workers, a flushed Re
 	set -o pipefail; CHAOS_RECORDS=$(CHAOS_RECORDS) $(GO) test ./internal/chaos -run TestChaos -count 1 -v -timeout 30m | tee .bench/chaos.txt
 
 .PHONY: fuzz
-fuzz: ## Fuzz the CSV validator and the multipart upload, FUZZTIME each (default 2m)
+fuzz: ## Fuzz the CSV validator, the upload's file reading and its multipart parsing, FUZZTIME each (default 2m)
 	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzParseCSV$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzMultipartUpload$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/ingest -run '^$$' -fuzz '^FuzzReadFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzMultipartUpload$$' -fuzztime $(FUZZTIME)
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
