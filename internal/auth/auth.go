@@ -1,6 +1,7 @@
-// Package auth owns businesses and their API keys: it creates keys (shown
-// once, stored as a SHA-256), authenticates requests and tells handlers which
-// business is calling.
+// Package auth owns businesses and their API keys (the tables businesses and
+// api_keys): it creates keys (shown once, stored as a SHA-256), checks them,
+// and carries the calling business in the context (WithBusiness,
+// BusinessFrom), where the domain reads it.
 package auth
 
 import (

@@ -109,6 +109,9 @@ type cursor struct {
 // after the opaque position after (empty for the first page), and the
 // position of the next page (empty on the last).
 func (s *Store) List(ctx context.Context, limit int, after string) (list []Entity, next string, err error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("list entities: limit %d, want at least 1", limit)
+	}
 	cur := cursor{CreatedAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), ID: uuid.Max}
 	if after != "" {
 		b, err := base64.RawURLEncoding.DecodeString(after)

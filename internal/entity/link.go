@@ -169,7 +169,9 @@ func ValidAnswer(answer string) bool { return kycStatus[answer] != "" }
 // applicant, in db. A review already recorded (a replay) writes nothing; a
 // review older than one recorded before is kept but changes nothing; a
 // review of an applicant no entity holds yet is kept for the import that
-// links it (LinkApplicant reads it).
+// links it (LinkApplicant reads it). Reviews are ordered as LinkApplicant
+// orders them: by their time, an undated one (Sumsub's createdAtMs could not
+// be read) older than any dated one, then by arrival.
 func ApplyReview(ctx context.Context, db database.DB, r Review) (Applied, error) {
 	var res Applied
 	var reviewedAt *time.Time
@@ -198,7 +200,9 @@ func ApplyReview(ctx context.Context, db database.DB, r Review) (Applied, error)
 	}
 	err = db.QueryRow(ctx, `
 		WITH latest AS (
-			SELECT NOT EXISTS (SELECT 1 FROM sumsub_reviews WHERE applicant_id = $1 AND reviewed_at > $3) AS yes
+			SELECT NOT EXISTS (
+				SELECT 1 FROM sumsub_reviews
+				WHERE applicant_id = $1 AND reviewed_at > coalesce($3, '-infinity'::timestamptz)) AS yes
 		), updated AS (
 			UPDATE entities SET kyc_status = $2, updated_at = now()
 			WHERE sumsub_applicant_id = $1 AND kyc_status <> $2 AND (SELECT yes FROM latest)

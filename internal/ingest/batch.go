@@ -279,6 +279,9 @@ func estimate(work map[uuid.UUID]int, id uuid.UUID, rate int) time.Duration {
 // position after (empty for the first page), and the next page's position
 // (empty on the last).
 func (s *Service) Records(ctx context.Context, id uuid.UUID, status, after string, limit int) (list []Result, next string, err error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("list records: limit %d, want at least 1", limit)
+	}
 	row := 0
 	if after != "" {
 		if row, err = decodeCursor(after); err != nil {

@@ -6,6 +6,7 @@
 package sumsubhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -52,7 +53,9 @@ type payload struct {
 // when the body is not a JSON object.
 func Parse(body []byte) (r entity.Review, ok bool, err error) {
 	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
+	// Unmarshal takes a JSON null into a struct without a word: the body
+	// must be an object.
+	if err := json.Unmarshal(body, &p); err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		return entity.Review{}, false, ErrNotJSON
 	}
 	if p.Type != "applicantReviewed" || p.ApplicantID == "" || p.ReviewStatus != "completed" ||
