@@ -83,6 +83,27 @@ type Linked struct {
 	ReviewAnswer string
 }
 
+// linkSQL sets the imported applicant on an entity: $1 the applicant, $2
+// the KYC status the import implies, $3 the card token (NULL: none), $4 the
+// business, $5 the external id. It returns whether the card token is the
+// entity's now, and the answer of the latest review recorded before it.
+const linkSQL = `
+	WITH review AS (
+		SELECT review_answer FROM sumsub_reviews WHERE applicant_id = $1
+		ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1
+	)
+	UPDATE entities e SET sumsub_applicant_id = $1, updated_at = now(),
+		kyc_status = coalesce((SELECT CASE review_answer WHEN 'GREEN' THEN 'APPROVED' ELSE 'REJECTED' END FROM review), $2),
+		card_processor_public_token = CASE
+			WHEN $3::text IS NULL OR EXISTS (
+				SELECT 1 FROM entities o WHERE o.business_id = e.business_id
+				  AND o.card_processor_public_token = $3 AND o.id <> e.id)
+			THEN e.card_processor_public_token
+			ELSE $3 END
+	WHERE e.business_id = $4 AND e.external_id = $5
+	RETURNING $3::text IS NULL OR e.card_processor_public_token IS NOT DISTINCT FROM $3,
+		(SELECT review_answer FROM review)`
+
 // LinkApplicant sets the imported applicant on the entity, with its KYC
 // status and its card token, in db (the transaction storing the record's
 // outcome). A review webhook can beat the import's commit (Sumsub is fast):
@@ -91,38 +112,36 @@ type Linked struct {
 // taking one token at the same instant violate the unique index, and the
 // caller's retry finds the token held.
 func LinkApplicant(ctx context.Context, db database.DB, l Link) (Linked, error) {
-	res := Linked{Found: true}
-	var cardOK bool
-	var review *string
-	err := db.QueryRow(ctx, `
-		WITH review AS (
-			SELECT review_answer FROM sumsub_reviews WHERE applicant_id = @applicant
-			ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1
-		)
-		UPDATE entities e SET sumsub_applicant_id = @applicant, updated_at = now(),
-			kyc_status = coalesce((SELECT CASE review_answer WHEN 'GREEN' THEN 'APPROVED' ELSE 'REJECTED' END FROM review), @kyc),
-			card_processor_public_token = CASE
-				WHEN @card::text IS NULL OR EXISTS (
-					SELECT 1 FROM entities o WHERE o.business_id = e.business_id
-					  AND o.card_processor_public_token = @card AND o.id <> e.id)
-				THEN e.card_processor_public_token
-				ELSE @card END
-		WHERE e.business_id = @business AND e.external_id = @external
-		RETURNING @card::text IS NULL OR e.card_processor_public_token IS NOT DISTINCT FROM @card,
-			(SELECT review_answer FROM review)`,
-		pgx.NamedArgs{"applicant": l.ApplicantID, "kyc": l.KYCStatus, "card": nullable(l.CardToken),
-			"business": l.Business, "external": l.ExternalID}).Scan(&cardOK, &review)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Linked{}, nil
-	}
-	if err != nil {
-		return Linked{}, fmt.Errorf("link applicant to entity %s: %w", l.ExternalID, err)
-	}
-	res.CardTaken = !cardOK
-	if review != nil {
-		res.ReviewAnswer = *review
+	b := &pgx.Batch{}
+	var res Linked
+	QueueLinkApplicant(b, l, &res)
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return Linked{}, err
 	}
 	return res, nil
+}
+
+// QueueLinkApplicant queues LinkApplicant's statement on b, for a caller
+// that sends it in one round trip with statements of its own (the record's
+// outcome); res receives the result when b's results are read.
+func QueueLinkApplicant(b *pgx.Batch, l Link, res *Linked) {
+	b.Queue(linkSQL, l.ApplicantID, l.KYCStatus, nullable(l.CardToken), l.Business, l.ExternalID).QueryRow(func(row pgx.Row) error {
+		var cardOK bool
+		var review *string
+		err := row.Scan(&cardOK, &review)
+		if errors.Is(err, pgx.ErrNoRows) {
+			*res = Linked{}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("link applicant to entity %s: %w", l.ExternalID, err)
+		}
+		*res = Linked{Found: true, CardTaken: !cardOK}
+		if review != nil {
+			res.ReviewAnswer = *review
+		}
+		return nil
+	})
 }
 
 // nullable stores an empty optional value as NULL.

@@ -155,21 +155,21 @@ const (
 	maxStoredMessageLength = 1000
 )
 
-// storeOutcomeSQL stores a pending record's outcome and counts it in one of
-// its batch's 16 counter slots; a record already final (a task delivered
-// twice) is left alone, and the count is 0.
+// storeOutcomeSQL stores a pending record's outcome ($1 batch, $2 row, $3
+// status, $4 applicant, $5 review status, $6 review answer, $7 error code,
+// $8 error message) and counts it in one of its batch's 16 counter slots; a
+// record already final (a task delivered twice) is left alone, and the
+// count is 0.
 const storeOutcomeSQL = `
 	WITH stored AS (
-		UPDATE batch_records SET status = @status, applicant_id = @applicant,
-			review_status = @review_status, review_answer = @review_answer,
-			error_code = @error_code, error_message = @error_message,
-			processed_at = now(), share_token = NULL,
-			answered_attempts = CASE WHEN @status = 'cancelled' THEN answered_attempts ELSE attempts END
-		WHERE batch_id = @batch AND row_number = @row AND status = 'pending'
+		UPDATE batch_records SET status = $3, applicant_id = $4, review_status = $5, review_answer = $6,
+			error_code = $7, error_message = $8, processed_at = now(), share_token = NULL,
+			answered_attempts = CASE WHEN $3 = 'cancelled' THEN answered_attempts ELSE attempts END
+		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending'
 		RETURNING status
 	), counted AS (
 		INSERT INTO batch_counters AS c (batch_id, slot, succeeded, failed, cancelled)
-		SELECT @batch, @row % 16, (status = 'succeeded')::int, (status = 'failed')::int, (status = 'cancelled')::int FROM stored
+		SELECT $1, $2 % 16, (status = 'succeeded')::int, (status = 'failed')::int, (status = 'cancelled')::int FROM stored
 		ON CONFLICT (batch_id, slot) DO UPDATE SET
 			succeeded = c.succeeded + excluded.succeeded, failed = c.failed + excluded.failed,
 			cancelled = c.cancelled + excluded.cancelled, updated_at = now()
@@ -202,52 +202,71 @@ func (s records) finish(ctx context.Context, batchID uuid.UUID, row int, c *clai
 		}
 		return next, true, nil
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		linked, err := entity.LinkApplicant(ctx, tx, entity.Link{
-			Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
-		})
-		if err != nil {
-			return err
-		}
-		switch {
-		case !linked.Found:
-			o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeEntityNotFound, msgEntityNotFound
-		case linked.CardTaken:
-			o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeDuplicateCardToken, msgDuplicateCardToken
-		}
-		if linked.ReviewAnswer != "" {
-			o.ReviewStatus, o.ReviewAnswer = "completed", linked.ReviewAnswer
-		}
-		b := &pgx.Batch{}
-		queueOutcome(b, batchID, row, o, &done)
-		queueTopUp(b, batchID, window, &next)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		if !done {
-			return errAlreadyFinal // roll the entity's update back: the record was final
-		}
-		return nil
-	})
-	if errors.Is(err, errAlreadyFinal) {
-		return nil, false, nil
-	}
+	next, done, err = s.finishImported(ctx, batchID, row, c, o, window)
 	if err != nil {
 		return nil, false, fmt.Errorf("store outcome of %s: %w", recordTaskID(batchID, row), err)
 	}
-	return next, true, nil
+	return next, done, nil
 }
 
-// errAlreadyFinal rolls back a finish whose record another task finished first.
-var errAlreadyFinal = errors.New("record already final")
+// finishImported is finish for an imported applicant: an explicit
+// transaction in two round trips, its BEGIN sent with the record's lock and
+// the entity's update, its COMMIT with the outcome and the top-up (or a
+// ROLLBACK, when the record was final already).
+func (s records) finishImported(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome, window int) (next []int, done bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	// A connection an error left inside the transaction is rolled back; if
+	// even that fails, the pool closes it on release rather than reuse it.
+	defer conn.Release()
+	defer func() {
+		if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // see above
+		}
+	}()
+
+	var pending bool
+	var linked entity.Linked
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	// The record is locked first: a concurrent finish of it waits, then finds it final.
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM batch_records WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' FOR UPDATE)`,
+		batchID, row).QueryRow(func(r pgx.Row) error { return r.Scan(&pending) })
+	entity.QueueLinkApplicant(b, entity.Link{
+		Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
+	}, &linked)
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, false, err
+	}
+	if !pending {
+		_, err = conn.Exec(ctx, "ROLLBACK") // the entity's update goes with it
+		return nil, false, err
+	}
+	switch {
+	case !linked.Found:
+		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeEntityNotFound, msgEntityNotFound
+	case linked.CardTaken:
+		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeDuplicateCardToken, msgDuplicateCardToken
+	}
+	if linked.ReviewAnswer != "" {
+		o.ReviewStatus, o.ReviewAnswer = "completed", linked.ReviewAnswer
+	}
+	b = &pgx.Batch{}
+	queueOutcome(b, batchID, row, o, &done)
+	queueTopUp(b, batchID, window, &next)
+	b.Queue("COMMIT")
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, false, err
+	}
+	return next, done, nil
+}
 
 // queueOutcome queues the outcome's statement on b; stored reports whether it stored it.
 func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *bool) {
-	b.Queue(storeOutcomeSQL, pgx.NamedArgs{
-		"batch": batchID, "row": row, "status": o.Status, "applicant": nullable(o.ApplicantID),
-		"review_status": nullable(o.ReviewStatus), "review_answer": nullable(o.ReviewAnswer),
-		"error_code": nullable(o.ErrorCode), "error_message": nullable(truncate(o.ErrorMessage, maxStoredMessageLength)),
-	}).QueryRow(func(row pgx.Row) error {
+	b.Queue(storeOutcomeSQL, batchID, row, o.Status, nullable(o.ApplicantID), nullable(o.ReviewStatus), nullable(o.ReviewAnswer),
+		nullable(o.ErrorCode), nullable(truncate(o.ErrorMessage, maxStoredMessageLength))).QueryRow(func(row pgx.Row) error {
 		var n int
 		err := row.Scan(&n)
 		*stored = n > 0
