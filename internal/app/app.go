@@ -24,6 +24,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/reports"
+	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
@@ -41,6 +42,8 @@ type App struct {
 	Files     *storage.Store
 	// Outbox announces the events recorded with the changes they report.
 	Outbox *event.Outbox
+	// Schedule decides whose record gets the next Sumsub permit.
+	Schedule *schedule.Scheduler
 	// Batches and Reports serve the API and render the data of webhook events.
 	Batches *ingest.Service
 	Reports *reports.Service
@@ -86,7 +89,8 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 		Queue: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
 	}
 	a.Outbox = event.NewOutbox(a.Queue, logger)
-	a.Batches = ingest.NewService(pool, files, a.Queue, a.Outbox, logger, opts.SumsubRateLimit)
+	a.Schedule = schedule.New(rdb)
+	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit)
 	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, logger)
 	return a
 }

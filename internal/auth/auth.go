@@ -17,6 +17,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kycbatch/kycbatch/internal/database"
 )
 
 // keyPrefix starts every key, so that leaked keys are easy to recognise and
@@ -131,4 +133,47 @@ func (s *Store) Authenticate(ctx context.Context, key string) (uuid.UUID, error)
 		}
 	}
 	return uuid.Nil, ErrBadKey
+}
+
+// ErrNoBusiness says no business has the name given.
+var ErrNoBusiness = errors.New("no such business")
+
+// MaxWeight is the largest weight a business may have.
+const MaxWeight = 100
+
+// SetWeight sets the weight of the business named name: its share of the
+// Sumsub rate against the other businesses with work (1 to MaxWeight).
+func (s *Store) SetWeight(ctx context.Context, name string, weight int) (uuid.UUID, error) {
+	if weight < 1 || weight > MaxWeight {
+		return uuid.Nil, fmt.Errorf("weight must be from 1 to %d, got %d", MaxWeight, weight)
+	}
+	var id uuid.UUID
+	err := s.pool.QueryRow(ctx, `UPDATE businesses SET weight = $2 WHERE name = $1 RETURNING id`, strings.TrimSpace(name), weight).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, fmt.Errorf("%w: %q", ErrNoBusiness, name)
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("set weight of %q: %w", name, err)
+	}
+	return id, nil
+}
+
+// Weights returns the weights of the businesses, for the scheduler and the
+// completion estimates.
+func Weights(ctx context.Context, db database.DB, businesses []uuid.UUID) (map[uuid.UUID]int, error) {
+	rows, err := db.Query(ctx, `SELECT id, weight FROM businesses WHERE id = ANY($1)`, businesses)
+	if err != nil {
+		return nil, fmt.Errorf("read weights: %w", err)
+	}
+	weights := make(map[uuid.UUID]int, len(businesses))
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var w int
+		if err := rows.Scan(&id, &w); err != nil {
+			return nil, fmt.Errorf("read weights: %w", err)
+		}
+		weights[id] = w
+	}
+	return weights, rows.Err()
 }

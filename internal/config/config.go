@@ -66,11 +66,8 @@ type Worker struct {
 	MetricsAddr string
 	// Sumsub is how the worker reaches Sumsub and how fast it may call it.
 	Sumsub Sumsub
-	// BatchWindow is how many records of one batch may wait in the Sumsub
-	// queue at once (BATCH_WINDOW), so that batches share the rate fairly;
-	// the worker caps it at half a second of the rate limit.
-	BatchWindow int
-	// Concurrency is how many tasks one worker process runs at once (WORKER_CONCURRENCY).
+	// Concurrency is how many Sumsub calls, and how many other tasks, one
+	// worker process runs at once (WORKER_CONCURRENCY).
 	Concurrency int
 	// ReconcileInterval is how often the reconciler re-enqueues what Redis
 	// lost (RECONCILE_INTERVAL).
@@ -139,7 +136,6 @@ var Defaults = map[string]string{
 	"SUMSUB_BASE_URL":     "https://api.sumsub.com",
 	"SUMSUB_RATE_LIMIT":   "10",
 	"SUMSUB_TIMEOUT":      "10s",
-	"BATCH_WINDOW":        "20",
 	"WORKER_CONCURRENCY":  "20",
 	"RECONCILE_INTERVAL":  "30s",
 	"REPORT_LINK_TTL":     "10m",
@@ -185,7 +181,6 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 			DefaultLevel: r.get("SUMSUB_DEFAULT_LEVEL"),
 			Timeout:      r.duration("SUMSUB_TIMEOUT"),
 		},
-		BatchWindow:       r.positive("BATCH_WINDOW", 10000),
 		Concurrency:       r.positive("WORKER_CONCURRENCY", 10000),
 		ReconcileInterval: r.duration("RECONCILE_INTERVAL"),
 		ReportLinkTTL:     r.linkTTL(),
@@ -223,7 +218,6 @@ func (c Worker) LogValue() slog.Value {
 		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
 		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
 		slog.String("sumsub_timeout", c.Sumsub.Timeout.String()),
-		slog.Int("batch_window", c.BatchWindow),
 		slog.Int("worker_concurrency", c.Concurrency),
 		slog.String("reconcile_interval", c.ReconcileInterval.String()),
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),

@@ -9,7 +9,7 @@ import (
 
 func TestLoadReportsEveryBadValue(t *testing.T) {
 	env := map[string]string{
-		"HTTP_ADDR": "nonsense", "WORKER_METRICS_ADDR": "nonsense", "SUMSUB_RATE_LIMIT": "0", "BATCH_WINDOW": "x",
+		"HTTP_ADDR": "nonsense", "WORKER_METRICS_ADDR": "nonsense", "SUMSUB_RATE_LIMIT": "0", "WORKER_CONCURRENCY": "x",
 		"RECONCILE_INTERVAL": "-1s", "REPORT_LINK_TTL": "200h", "S3_FORCE_PATH_STYLE": "maybe", "LOG_LEVEL": "loud",
 		"MONITORING_USER": "ops",
 	}
@@ -22,7 +22,7 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 		names  []string
 	}{
 		{"API", apiErr, []string{"HTTP_ADDR", "SUMSUB_RATE_LIMIT", "REPORT_LINK_TTL", "S3_FORCE_PATH_STYLE", "LOG_LEVEL", "MONITORING_USER"}},
-		{"worker", workerErr, []string{"WORKER_METRICS_ADDR", "SUMSUB_RATE_LIMIT", "BATCH_WINDOW", "RECONCILE_INTERVAL",
+		{"worker", workerErr, []string{"WORKER_METRICS_ADDR", "SUMSUB_RATE_LIMIT", "WORKER_CONCURRENCY", "RECONCILE_INTERVAL",
 			"REPORT_LINK_TTL", "S3_FORCE_PATH_STYLE", "LOG_LEVEL", "SUMSUB_APP_TOKEN", "SUMSUB_SECRET_KEY"}},
 	} {
 		if tt.err == nil {
@@ -36,7 +36,7 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 		}
 	}
 	// Each binary reads only its own variables.
-	if strings.Contains(apiErr.Error(), "BATCH_WINDOW") || strings.Contains(workerErr.Error(), "HTTP_ADDR") {
+	if strings.Contains(apiErr.Error(), "WORKER_CONCURRENCY") || strings.Contains(workerErr.Error(), "HTTP_ADDR") {
 		t.Errorf("a binary checked another's variables:\nAPI: %v\nworker: %v", apiErr, workerErr)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,8 +202,7 @@ func (s *Service) StatusByID(ctx context.Context, id uuid.UUID) (Status, error) 
 	return s.status(ctx, b)
 }
 
-// status completes b with its error groups and, while it runs, its estimate
-// at the Sumsub rate.
+// status completes b with its error groups and, while it runs, its estimate.
 func (s *Service) status(ctx context.Context, b Batch) (Status, error) {
 	st := Status{Batch: b}
 	rows, err := s.pool.Query(ctx, `
@@ -229,49 +227,82 @@ func (s *Service) status(ctx context.Context, b Batch) (Status, error) {
 	return st, nil
 }
 
-// pendingWork returns how many records each unfinished batch still has to
-// send, for every batch of every business: they all share the Sumsub rate.
-func pendingWork(ctx context.Context, db database.DB) (map[uuid.UUID]int, error) {
+// load is a batch's work left, as the estimate runs the schedule forward.
+type load struct {
+	batch     uuid.UUID
+	business  uuid.UUID
+	weight    int
+	remaining int
+}
+
+// pendingWork returns the work left of every unfinished batch of every
+// business, with their businesses' weights: they all share the Sumsub rate.
+func pendingWork(ctx context.Context, db database.DB) ([]load, error) {
 	rows, err := db.Query(ctx, `
-		SELECT id, total_records - succeeded_records - failed_records - cancelled_records FROM batch_progress
+		SELECT id, business_id, 1, total_records - succeeded_records - failed_records - cancelled_records FROM batch_progress
 		WHERE status IN ('pending', 'in_progress')`)
 	if err != nil {
 		return nil, fmt.Errorf("count pending work: %w", err)
 	}
-	defer rows.Close()
-	work := make(map[uuid.UUID]int)
-	for rows.Next() {
-		var id uuid.UUID
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("count pending work: %w", err)
-		}
-		work[id] = n
+	work, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (load, error) {
+		var l load
+		return l, r.Scan(&l.batch, &l.business, &l.weight, &l.remaining)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count pending work: %w", err)
 	}
-	return work, rows.Err()
+	businesses := make([]uuid.UUID, len(work))
+	for i, l := range work {
+		businesses[i] = l.business
+	}
+	weights, err := auth.Weights(ctx, db, businesses)
+	if err != nil {
+		return nil, err
+	}
+	for i := range work {
+		work[i].weight = max(weights[work[i].business], 1)
+	}
+	return work, nil
 }
 
-// estimate is how long batch id needs to finish when every unfinished batch
-// (work: records left per batch) shares rate requests per second equally, as
-// the fairness window makes them: the smaller batches finish first and leave
-// their share to the others.
-func estimate(work map[uuid.UUID]int, id uuid.UUID, rate int) time.Duration {
-	mine := work[id]
-	left := make([]int, 0, len(work))
-	for _, n := range work {
-		left = append(left, n)
-	}
-	slices.Sort(left)
-	seconds, done := 0.0, 0
-	for i, n := range left {
-		if n > mine {
-			break
+// efficiency is the share of the rate limit the limiter delivers
+// (ratelimit's margin and tolerance): what the estimate plans with.
+const efficiency = 0.985
+
+// estimate is how long batch id needs to finish when the schedule's policy
+// runs forward over the work left: businesses with work share the rate by
+// weight, and within one the batches with the fewest records left go
+// first. Business B reaches the end of batch id once it has sent the
+// records of its own batches ahead of it and its own: W_B records, W_B/w_B
+// per unit of weight. By then every business i has sent min(W_i, w_i·W_B/w_B)
+// of its W_i records (those with less work finish first and leave their
+// share to the others), and the whole rate has been busy with their sum.
+func estimate(work []load, id uuid.UUID, rate int) time.Duration {
+	var mine load
+	for _, l := range work {
+		if l.batch == id {
+			mine = l
 		}
-		// While the batches from i on are all running, each gets rate/(len-i).
-		seconds += float64(n-done) * float64(len(left)-i) / float64(rate)
-		done = n
 	}
-	return time.Duration(seconds * float64(time.Second))
+	if mine.remaining <= 0 {
+		return 0
+	}
+	ahead := 0 // the business's records to send until batch id is done
+	total := make(map[uuid.UUID]int)
+	weight := make(map[uuid.UUID]int)
+	for _, l := range work {
+		total[l.business] += l.remaining
+		weight[l.business] = l.weight
+		if l.business == mine.business && (l.remaining < mine.remaining || l.remaining == mine.remaining && l.batch.String() <= id.String()) {
+			ahead += l.remaining
+		}
+	}
+	perWeight := float64(ahead) / float64(mine.weight)
+	sent := 0.0
+	for business, w := range total {
+		sent += min(float64(w), float64(weight[business])*perWeight)
+	}
+	return time.Duration(sent / (float64(rate) * efficiency) * float64(time.Second))
 }
 
 // Records returns up to limit records of the calling business's batch, in
@@ -348,9 +379,11 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (Status, error) {
 			cancelled = -1
 			return nil
 		}
+		// A record with a call in flight, or whose call's answer was lost,
+		// finishes as that call does.
 		tag, err := tx.Exec(ctx, `
 			UPDATE batch_records SET status = 'cancelled', share_token = NULL, processed_at = now()
-			WHERE batch_id = $1 AND status = 'pending' AND attempts = 0`, id)
+			WHERE batch_id = $1 AND status = 'pending' AND attempts = answered_attempts`, id)
 		if err != nil {
 			return fmt.Errorf("cancel records of %s: %w", id, err)
 		}
@@ -373,6 +406,10 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (Status, error) {
 	if cancelled >= 0 {
 		s.logger.InfoContext(ctx, "batch cancelled", "batch_id", id, "cancelled_records", cancelled)
 		s.outbox.Announce(ctx, event.Key{Type: event.BatchCancelled, Subject: id.String()})
+		// Out of the schedule at once; the reconciler would drop it too.
+		if err := s.sched.Drop(ctx, business, id, false); err != nil {
+			s.logger.WarnContext(ctx, "drop the cancelled batch from the schedule", "batch_id", id, "error", err)
+		}
 	}
 	return s.Status(ctx, id)
 }

@@ -16,59 +16,25 @@ import (
 )
 
 // The record state machine: a pending record is claimed for each Sumsub
-// call (its attempt marked before the call), and finished once with its
-// outcome (succeeded, failed or cancelled), its entity's update and its
-// batch's counters; the last record completes its batch. The functions
-// below are its SQL; process.go drives it from the tasks.
+// call (its attempt marked before the call), put back to wait out a retry
+// when the call fails for a while, and finished once with its outcome
+// (succeeded, failed or cancelled), its entity's update and its batch's
+// counters; the last record completes its batch. The functions below are
+// its SQL; pipeline.go drives it.
 
 // records reads and writes the records of batches for the pipeline.
 type records struct {
 	pool *pgxpool.Pool
 }
 
-// pendingRecord is a record with its batch's state, for the import task to
-// find out why it could not claim the record.
-type pendingRecord struct {
-	BusinessID  uuid.UUID
-	BatchStatus string
-	Status      string
-	ExternalID  uuid.UUID
-	Attempts    int
-	Answered    int
-	// LeaseLeft is how long the last attempt, if unanswered, may still be in flight.
-	LeaseLeft time.Duration
-}
-
-// errNoRecord says a task names a record that does not exist (its batch was deleted).
-var errNoRecord = errors.New("record not found")
-
-// record returns a record with its batch's state.
-func (s records) record(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (pendingRecord, error) {
-	var r pendingRecord
-	var left *time.Duration
-	err := s.pool.QueryRow(ctx, `
-		SELECT b.business_id, b.status, r.status, r.external_id, r.attempts, r.answered_attempts,
-			r.last_attempt_at + $3::interval - now()
-		FROM batch_records r JOIN batches b ON b.id = r.batch_id
-		WHERE r.batch_id = $1 AND r.row_number = $2`, batchID, row, lease).
-		Scan(&r.BusinessID, &r.BatchStatus, &r.Status, &r.ExternalID, &r.Attempts, &r.Answered, &left)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return r, errNoRecord
-	}
-	if err != nil {
-		return r, fmt.Errorf("load record %s: %w", recordTaskID(batchID, row), err)
-	}
-	if left != nil && r.Attempts > r.Answered {
-		r.LeaseLeft = max(*left, 0)
-	}
-	return r, nil
-}
-
 // claimed is a record whose attempt is marked, as the Sumsub call and the
 // outcome's entity update need it.
 type claimed struct {
+	BatchID        uuid.UUID
+	Row            int
 	Attempt        int // this attempt's number, from 1
 	Answered       int // attempts before it whose answer is known
+	Refusals       int // Sumsub's 429s before it
 	ShareToken     string
 	ApplicantLevel string
 	BusinessID     uuid.UUID
@@ -76,55 +42,102 @@ type claimed struct {
 	CardToken      string
 }
 
-// claim marks, before the call, that a Sumsub call starts for the record, in
-// one statement: the record is pending, its batch in progress, and no earlier
-// attempt may be in flight (one unanswered and younger than lease: another
-// task may be calling Sumsub for the record, as when the reconciler
-// re-enqueued a task Redis lost). ok is false, and nothing marked, when any
-// of these fails; record tells which.
-func (s records) claim(ctx context.Context, batchID uuid.UUID, row int, lease time.Duration) (c claimed, ok bool, err error) {
+// eligibleSQL is the condition on a pending record r that may be sent now:
+// no call of it in flight (every attempt answered, or the last one older
+// than the lease $lease: its worker died), and no retry to wait out.
+const eligibleSQL = `(r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - %s::interval)
+	AND (r.retry_at IS NULL OR r.retry_at <= now())`
+
+// claim takes the batch's first record that may be sent now and marks that
+// a Sumsub call starts for it, before the call, in one statement; the batch
+// goes in progress with its first record. ok is false, and nothing marked,
+// when the batch has no such record (the scheduler's count was ahead) or is
+// no longer pending or in progress. Two claims at once take two records.
+func (s records) claim(ctx context.Context, batchID uuid.UUID, lease time.Duration) (c claimed, ok bool, err error) {
 	var token, level, card *string
 	err = s.pool.QueryRow(ctx, `
-		UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now()
-		FROM batches b
-		WHERE r.batch_id = $1 AND r.row_number = $2 AND r.status = 'pending'
-		  AND b.id = r.batch_id AND b.status = 'in_progress'
-		  AND (r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - $3::interval)
-		RETURNING r.attempts, r.answered_attempts, r.share_token, r.applicant_level, b.business_id, r.external_id,
-			r.card_processor_public_token`, batchID, row, lease).
-		Scan(&c.Attempt, &c.Answered, &token, &level, &c.BusinessID, &c.ExternalID, &card)
+		WITH next AS (
+			SELECT r.row_number FROM batch_records r
+			WHERE r.batch_id = $1 AND r.status = 'pending' AND `+fmt.Sprintf(eligibleSQL, "$2")+`
+			ORDER BY r.row_number LIMIT 1 FOR UPDATE SKIP LOCKED
+		), started AS (
+			UPDATE batches SET status = 'in_progress', started_at = now(), updated_at = now()
+			WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM next)
+		)
+		UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now(), retry_at = NULL
+		FROM next, batches b
+		WHERE r.batch_id = $1 AND r.row_number = next.row_number
+		  AND b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
+		RETURNING r.row_number, r.attempts, r.answered_attempts, r.refusals, r.share_token, r.applicant_level,
+			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease).
+		Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, false, nil
 	}
 	if err != nil {
-		return c, false, fmt.Errorf("claim %s: %w", recordTaskID(batchID, row), err)
+		return c, false, fmt.Errorf("claim a record of %s: %w", batchID, err)
 	}
+	c.BatchID = batchID
 	c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
 	return c, true, nil
 }
 
+// eligible counts the batch's records that may be sent now.
+func (s records) eligible(ctx context.Context, batchID uuid.UUID, lease time.Duration) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FROM batch_records r
+		WHERE r.batch_id = $1 AND r.status = 'pending' AND `+fmt.Sprintf(eligibleSQL, "$2"), batchID, lease).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the records of %s to send: %w", batchID, err)
+	}
+	return n, nil
+}
+
 // unmarkAttempt takes back an attempt marked for a call that was not made.
-func (s records) unmarkAttempt(ctx context.Context, batchID uuid.UUID, row int) error {
+func (s records) unmarkAttempt(ctx context.Context, c *claimed) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE batch_records SET attempts = attempts - 1
-		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' AND attempts > 0`, batchID, row)
+		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' AND attempts > 0`, c.BatchID, c.Row)
 	if err != nil {
-		return fmt.Errorf("unmark attempt of %s: %w", recordTaskID(batchID, row), err)
+		return fmt.Errorf("unmark attempt of %s: %w", recordID(c.BatchID, c.Row), err)
 	}
 	return nil
 }
 
-// markAnswered records that the last call's answer left the share token
-// unused (Sumsub refused it with 429 or 503), so it cannot explain a later
-// invalid-share-token.
-func (s records) markAnswered(ctx context.Context, batchID uuid.UUID, row int) error {
+// answer is what became of a call that will be made again.
+type answer int
+
+const (
+	// lost: no answer came (a timeout): the call may have reached Sumsub,
+	// so the attempt stays unanswered.
+	lost answer = iota
+	// unused: Sumsub refused the call without running it (503): the share
+	// token is unused, so it cannot explain a later invalid-share-token.
+	unused
+	// refused: Sumsub refused the call with 429: not an attempt at all.
+	refused
+)
+
+// retryLater puts a claimed record back to wait until at, recording what
+// became of its call.
+func (s records) retryLater(ctx context.Context, c *claimed, a answer, at time.Time) error {
 	_, err := s.pool.Exec(ctx, `
-		UPDATE batch_records SET answered_attempts = answered_attempts + 1
-		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending'`, batchID, row)
+		UPDATE batch_records SET retry_at = $3,
+			attempts = attempts - $4, refusals = refusals + $4, answered_attempts = answered_attempts + $5
+		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending'`,
+		c.BatchID, c.Row, at, b2i(a == refused), b2i(a == unused))
 	if err != nil {
-		return fmt.Errorf("mark answer of %s: %w", recordTaskID(batchID, row), err)
+		return fmt.Errorf("put %s back until %s: %w", recordID(c.BatchID, c.Row), at.Format(time.RFC3339), err)
 	}
 	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // outcome is how a record ends.
@@ -177,46 +190,39 @@ const storeOutcomeSQL = `
 	SELECT count(*) FROM stored`
 
 // finish stores a record's outcome, the batch's counters and, when an
-// applicant was imported, the entity's update, and tops the batch's window
-// up, in one transaction. It returns the rows to enqueue. A record that is
-// already final (a task delivered twice) is left alone, the entity too: done
-// is false then. The caller then calls completeIfDone.
+// applicant was imported (c is the claimed record), the entity's update, in
+// one transaction. A record that is already final (a call's answer stored
+// twice) is left alone, the entity too: done is false then. The caller then
+// calls completeIfDone.
 //
 // The entity's update decides the outcome: the record fails with
 // DUPLICATE_CARD_PROCESSOR_TOKEN when another entity of the business holds
 // its card token, and with ENTITY_NOT_FOUND when the entity was deleted
 // while the call was in flight; a review webhook that came before the link
 // gives the record its review.
-func (s records) finish(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome, window int) (next []int, done bool, err error) {
+func (s records) finish(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome) (done bool, err error) {
 	if o.ApplicantID == "" {
-		// Nothing to link: one pipelined round trip, run by PostgreSQL as
-		// one implicit transaction.
+		// Nothing to link: one statement.
 		b := &pgx.Batch{}
 		queueOutcome(b, batchID, row, o, &done)
-		queueTopUp(b, batchID, window, &next)
-		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-			return nil, false, fmt.Errorf("store outcome of %s: %w", recordTaskID(batchID, row), err)
-		}
-		if !done {
-			return nil, false, nil
-		}
-		return next, true, nil
+		err = s.pool.SendBatch(ctx, b).Close()
+	} else {
+		done, err = s.finishImported(ctx, c, o)
 	}
-	next, done, err = s.finishImported(ctx, batchID, row, c, o, window)
 	if err != nil {
-		return nil, false, fmt.Errorf("store outcome of %s: %w", recordTaskID(batchID, row), err)
+		return false, fmt.Errorf("store outcome of %s: %w", recordID(batchID, row), err)
 	}
-	return next, done, nil
+	return done, nil
 }
 
 // finishImported is finish for an imported applicant: an explicit
 // transaction in two round trips, its BEGIN sent with the record's lock and
-// the entity's update, its COMMIT with the outcome and the top-up (or a
-// ROLLBACK, when the record was final already).
-func (s records) finishImported(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome, window int) (next []int, done bool, err error) {
+// the entity's update, its COMMIT with the outcome (or a ROLLBACK, when the
+// record was final already).
+func (s records) finishImported(ctx context.Context, c *claimed, o outcome) (done bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	// A connection an error left inside the transaction is rolled back; if
 	// even that fails, the pool closes it on release rather than reuse it.
@@ -233,16 +239,16 @@ func (s records) finishImported(ctx context.Context, batchID uuid.UUID, row int,
 	b.Queue("BEGIN")
 	// The record is locked first: a concurrent finish of it waits, then finds it final.
 	b.Queue(`SELECT EXISTS (SELECT 1 FROM batch_records WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' FOR UPDATE)`,
-		batchID, row).QueryRow(func(r pgx.Row) error { return r.Scan(&pending) })
+		c.BatchID, c.Row).QueryRow(func(r pgx.Row) error { return r.Scan(&pending) })
 	entity.QueueLinkApplicant(b, entity.Link{
 		Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
 	}, &linked)
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if !pending {
 		_, err = conn.Exec(ctx, "ROLLBACK") // the entity's update goes with it
-		return nil, false, err
+		return false, err
 	}
 	switch {
 	case !linked.Found:
@@ -254,13 +260,12 @@ func (s records) finishImported(ctx context.Context, batchID uuid.UUID, row int,
 		o.ReviewStatus, o.ReviewAnswer = "completed", linked.ReviewAnswer
 	}
 	b = &pgx.Batch{}
-	queueOutcome(b, batchID, row, o, &done)
-	queueTopUp(b, batchID, window, &next)
+	queueOutcome(b, c.BatchID, c.Row, o, &done)
 	b.Queue("COMMIT")
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, false, err
+		return false, err
 	}
-	return next, done, nil
+	return done, nil
 }
 
 // queueOutcome queues the outcome's statement on b; stored reports whether it stored it.
@@ -270,15 +275,6 @@ func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *b
 		var n int
 		err := row.Scan(&n)
 		*stored = n > 0
-		return err
-	})
-}
-
-// queueTopUp queues the window's top-up on b; next receives the rows that entered it.
-func queueTopUp(b *pgx.Batch, batchID uuid.UUID, window int, next *[]int) {
-	b.Queue(topUpSQL, batchID, window).Query(func(rows pgx.Rows) error {
-		var err error
-		*next, err = pgx.CollectRows(rows, pgx.RowTo[int])
 		return err
 	})
 }
@@ -323,103 +319,6 @@ func complete(ctx context.Context, tx pgx.Tx, batchID uuid.UUID) (bool, error) {
 		return false, fmt.Errorf("complete batch %s: %w", batchID, err)
 	}
 	return true, event.Record(ctx, tx, business, event.BatchCompleted, batchID.String())
-}
-
-// topUpSQL moves the batch's next records into its window of queued tasks,
-// up to $2 records, and returns their rows; a batch not in progress gets
-// none. Two records of one batch finishing at once may each add one, so the
-// window can overshoot by the records finishing concurrently, never more;
-// SKIP LOCKED keeps them from queueing the same row.
-//
-// Shortest remaining first: while another batch in progress has fewer records
-// left, this one keeps a single record queued. A 10-record batch uploaded
-// beside a 5,000-record one then takes most of the rate and finishes in about
-// the time it would alone, and the large batch never stops.
-const topUpSQL = `
-		WITH me AS (
-			SELECT status, total_records - succeeded_records - failed_records - cancelled_records AS remaining
-			FROM batch_progress WHERE id = $1
-		), share AS (
-			SELECT CASE
-				WHEN me.status <> 'in_progress' THEN 0
-				WHEN EXISTS (
-					SELECT 1 FROM batch_progress o
-					WHERE o.status = 'in_progress' AND o.id <> $1
-					  AND o.total_records - o.succeeded_records - o.failed_records - o.cancelled_records < me.remaining
-				) THEN 1
-				ELSE $2 END AS size
-			FROM me
-		), inflight AS (
-			SELECT count(*) AS n FROM batch_records
-			WHERE batch_id = $1 AND status = 'pending' AND queued_at IS NOT NULL
-		), next AS (
-			SELECT row_number FROM batch_records
-			WHERE batch_id = $1 AND status = 'pending' AND queued_at IS NULL
-			ORDER BY row_number
-			LIMIT GREATEST((SELECT size FROM share) - (SELECT n FROM inflight), 0)
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE batch_records r SET queued_at = now()
-		FROM next WHERE r.batch_id = $1 AND r.row_number = next.row_number
-		RETURNING r.row_number`
-
-// start marks a batch in progress and fills its first window. started is
-// false when the batch is already finished or cancelled; completed is true
-// when this call completed it (its last outcome's completion was lost).
-func (s records) start(ctx context.Context, batchID uuid.UUID, window int) (next []int, started, completed bool, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE batches SET status = 'in_progress', started_at = COALESCE(started_at, now()), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'in_progress')`, batchID)
-		if err != nil {
-			return fmt.Errorf("start batch %s: %w", batchID, err)
-		}
-		if started = tag.RowsAffected() > 0; !started {
-			return nil
-		}
-		rows, err := tx.Query(ctx, topUpSQL, batchID, window)
-		if err == nil {
-			next, err = pgx.CollectRows(rows, pgx.RowTo[int])
-		}
-		if err != nil {
-			return fmt.Errorf("top up window of %s: %w", batchID, err)
-		}
-		// A batch left in progress with every record final (its last
-		// outcome's worker died before completing it) is completed here, so
-		// it cannot stay in progress for ever.
-		completed, err = complete(ctx, tx, batchID)
-		return err
-	})
-	return next, started, completed, err
-}
-
-// activeBatches returns the batches not yet finished, oldest first, for the reconciler.
-func (s records) activeBatches(ctx context.Context, limit int) ([]uuid.UUID, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT id FROM batches WHERE status IN ('pending', 'in_progress') ORDER BY created_at LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list active batches: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil {
-		return nil, fmt.Errorf("list active batches: %w", err)
-	}
-	return ids, nil
-}
-
-// queuedRows returns the rows of the batch's window: pending records that should have a task.
-func (s records) queuedRows(ctx context.Context, batchID uuid.UUID) ([]int, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT row_number FROM batch_records
-		WHERE batch_id = $1 AND status = 'pending' AND queued_at IS NOT NULL ORDER BY row_number`, batchID)
-	if err != nil {
-		return nil, fmt.Errorf("list queued records of %s: %w", batchID, err)
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		return nil, fmt.Errorf("list queued records of %s: %w", batchID, err)
-	}
-	return list, nil
 }
 
 // nullable stores an empty optional field as NULL.

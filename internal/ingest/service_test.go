@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/entity"
 	"github.com/kycbatch/kycbatch/internal/event"
+	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
@@ -34,11 +34,12 @@ import (
 
 // serviceEnv is a Service on the real services of the tests: a database of
 // its own, an in-process S3 server and a Redis database of its own, with an
-// inspector to see what the Service enqueued.
+// inspector to see what the Service enqueued and the schedule it fed.
 type serviceEnv struct {
 	pool      *pgxpool.Pool
 	files     *storage.Store
 	inspector *asynq.Inspector
+	sched     *schedule.Scheduler
 	svc       *Service
 }
 
@@ -56,9 +57,13 @@ func newServiceEnv(tb testing.TB) *serviceEnv {
 	// A client made from a Redis client shares it and leaves closing it to us.
 	queue := asynq.NewClientFromRedisClient(rdb)
 	logger := slog.New(slog.DiscardHandler)
+	sched := schedule.New(rdb)
+	if err := sched.Sync(context.Background(), nil); err != nil { // an empty schedule, as a worker's start leaves it
+		tb.Fatal(err)
+	}
 	// A rate above zero makes Status estimate the completion of active batches.
-	svc := NewService(pool, files, queue, event.NewOutbox(queue, logger), logger, 10)
-	return &serviceEnv{pool: pool, files: files, inspector: asynq.NewInspectorFromRedisClient(rdb), svc: svc}
+	svc := NewService(pool, files, sched, event.NewOutbox(queue, logger), logger, 10)
+	return &serviceEnv{pool: pool, files: files, inspector: asynq.NewInspectorFromRedisClient(rdb), sched: sched, svc: svc}
 }
 
 // business creates a business named name and returns a context acting for it,
@@ -264,23 +269,17 @@ func TestUpload(t *testing.T) {
 		}
 	})
 
-	t.Run("dispatch task", func(t *testing.T) {
-		info, err := e.inspector.GetTaskInfo(QueueBatches, "batch:"+got.ID.String())
-		if err != nil {
-			t.Fatalf("GetTaskInfo: %v", err)
+	t.Run("scheduled", func(t *testing.T) {
+		// The batch's records are in the schedule: each pick is one of them.
+		for i := range 3 {
+			pick, ok, _, err := e.sched.Next(context.Background())
+			want := schedule.Pick{Business: business, Batch: got.ID, Last: i == 2}
+			if err != nil || !ok || pick != want {
+				t.Fatalf("pick %d: %+v, %v, %v; want %+v", i, pick, ok, err, want)
+			}
 		}
-		var payload DispatchBatchPayload
-		if err := json.Unmarshal(info.Payload, &payload); err != nil {
-			t.Fatal(err)
-		}
-		type task struct {
-			Type    string
-			State   asynq.TaskState
-			BatchID uuid.UUID
-		}
-		wantTask := task{Type: TypeDispatchBatch, State: asynq.TaskStatePending, BatchID: got.ID}
-		if diff := cmp.Diff(wantTask, task{Type: info.Type, State: info.State, BatchID: payload.BatchID}); diff != "" {
-			t.Errorf("dispatch task (-want +got):\n%s", diff)
+		if pick, ok, _, err := e.sched.Next(context.Background()); err != nil || ok {
+			t.Errorf("a fourth pick: %+v, %v, %v; want none", pick, ok, err)
 		}
 	})
 }

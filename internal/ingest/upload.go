@@ -19,7 +19,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/entity"
 	"github.com/kycbatch/kycbatch/internal/event"
-	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/schedule"
 )
 
 // Errors of an upload, besides the file's own problems (*FileError).
@@ -56,15 +56,24 @@ type FileStore interface {
 type Service struct {
 	pool   *pgxpool.Pool
 	files  FileStore
-	queue  taskqueue.Enqueuer
+	sched  *schedule.Scheduler
 	outbox *event.Outbox
 	logger *slog.Logger
 	rate   int // Sumsub requests per second, for completion estimates
 }
 
 // NewService returns a Service; rate is the Sumsub rate limit, which paces every batch.
-func NewService(pool *pgxpool.Pool, files FileStore, queue taskqueue.Enqueuer, outbox *event.Outbox, logger *slog.Logger, rate int) *Service {
-	return &Service{pool: pool, files: files, queue: queue, outbox: outbox, logger: logger, rate: rate}
+func NewService(pool *pgxpool.Pool, files FileStore, sched *schedule.Scheduler, outbox *event.Outbox, logger *slog.Logger, rate int) *Service {
+	return &Service{pool: pool, files: files, sched: sched, outbox: outbox, logger: logger, rate: rate}
+}
+
+// schedule puts a new batch's records in the schedule, with its business's weight.
+func (s *Service) schedule(ctx context.Context, b Batch) error {
+	weights, err := auth.Weights(ctx, s.pool, []uuid.UUID{b.BusinessID})
+	if err != nil {
+		return err
+	}
+	return s.sched.Add(ctx, b.BusinessID, weights[b.BusinessID], b.ID, b.Total)
 }
 
 // CheckKey returns ErrKeyUsed when a batch of the calling business holds the
@@ -138,10 +147,11 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 		return Batch{}, err
 	}
 
-	// The batch is stored: from here on the upload succeeds. If Redis is
-	// unavailable, the reconciler enqueues the batch later.
-	if _, err := s.queue.EnqueueContext(ctx, NewDispatchBatchTask(batch.ID)); err != nil {
-		s.logger.WarnContext(ctx, "enqueue batch; the reconciler will retry", "batch_id", batch.ID, "error", err)
+	// The batch is stored: from here on the upload succeeds. Its records
+	// join the schedule, which wakes the workers; if Redis is unavailable,
+	// the reconciler puts them there later.
+	if err := s.schedule(ctx, batch); err != nil {
+		s.logger.WarnContext(ctx, "schedule the batch; the reconciler will", "batch_id", batch.ID, "error", err)
 	}
 	s.logger.InfoContext(ctx, "batch uploaded", "batch_id", batch.ID, "business_id", business, "records", batch.Total, "bytes", spool.size)
 	return batch, nil

@@ -34,7 +34,14 @@ func TestDashboardInABrowser(t *testing.T) {
 	key, _ := e.Business(t)
 	batchID := e.UploadBatch(t, key, apitest.CSVFile("dash", e.Entities(t, key, 3)))
 	e.WaitBatch(t, key, batchID, 20*time.Second)
-	e.Call(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", key, map[string]string{"client_id": batchID})
+	r := e.Call(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", key, map[string]string{"client_id": batchID})
+	reportID := r.JSON(t)["data"].(map[string]any)["client_id"].(string)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		d := e.Call(t, http.MethodGet, "/api/v1/stamper-v2/bulk-usage-report/download?client_id="+reportID, key, nil).JSON(t)
+		if d["data"].(map[string]any)["status"] == "success" || time.Now().After(deadline) {
+			break
+		}
+	}
 
 	// Without the ops credentials, no dashboard.
 	for _, auth := range []string{"", "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:wrong"))} {
@@ -77,10 +84,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(tctx,
-		chromedp.Navigate(e.URL+"/monitoring/queues/batches?status=completed"),
-		chromedp.WaitVisible(`//*[contains(text(), "batch:dispatch")]`),
+		chromedp.Navigate(e.URL+"/monitoring/queues/reports?status=completed"),
+		chromedp.WaitVisible(`//*[contains(text(), "report:build")]`),
 	); err != nil {
-		t.Fatalf("completed tasks of queue batches: %v", err)
+		t.Fatalf("completed tasks of queue reports: %v", err)
 	}
 	tasksText, err := chromedp.Run(tctx, chromedp.Text("body"))
 	if err != nil {
@@ -90,13 +97,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"batches", "sumsub", "reports", "maintenance"} {
+	for _, q := range []string{"reports", "events", "maintenance"} {
 		if !strings.Contains(queuesText, q) {
 			t.Errorf("the queues page does not show queue %q", q)
 		}
 	}
-	if !strings.Contains(tasksText, "batch:dispatch") {
-		t.Error("the completed tasks of queue batches do not show the batch's dispatch task")
+	if !strings.Contains(tasksText, "report:build") {
+		t.Error("the completed tasks of queue reports do not show the report's build task")
 	}
 	dirs := []string{t.TempDir()}
 	if d := os.Getenv("SCREENSHOT_DIR"); d != "" {

@@ -37,11 +37,12 @@ func checkNoTokenLostOrDoubled(t *testing.T, e *apitest.Env, batchID, prefix str
 	return unknown
 }
 
-// TestWorkerCrashMidBatch stops a worker without letting its tasks finish,
+// TestWorkerCrashMidBatch stops a worker without letting its calls finish,
 // then starts another: the batch completes and nothing is imported twice.
+// The cut calls come back once their lease is over, found by the reconciler.
 func TestWorkerCrashMidBatch(t *testing.T) {
 	t.Parallel()
-	e := apitest.New(t, apitest.Options{SumsubRate: 50, SimLatency: 150 * time.Millisecond})
+	e := apitest.New(t, apitest.Options{SumsubRate: 50, SimLatency: 150 * time.Millisecond, ReconcileInterval: time.Second})
 	crash := e.StartWorker(t, time.Millisecond)
 	key, _ := e.Business(t)
 	batchID := e.UploadBatch(t, key, apitest.CSVFile("crash", e.Entities(t, key, 150)))
@@ -72,7 +73,7 @@ func TestRedisFlushedMidBatch(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(e.Logs.String())
-			for _, q := range []string{"sumsub", "batches", "maintenance"} {
+			for _, q := range []string{"maintenance", "events"} {
 				qi, err := e.Inspector.GetQueueInfo(q)
 				t.Logf("%s: %+v %v", q, qi, err)
 			}

@@ -26,23 +26,19 @@ import (
 	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
-// Queue weights: Sumsub imports get most of the workers, the small batch
-// and maintenance tasks still run promptly.
+// Queue weights of the Asynq tasks. Records are not Asynq tasks: the
+// pipeline sends them (ingest.Pipeline).
 var queues = map[string]int{
-	ingest.QueueSumsub:      6,
-	ingest.QueueBatches:     3,
 	reports.QueueReports:    2,
 	event.Queue:             2,
 	webhook.QueueWebhooks:   2,
 	ingest.QueueMaintenance: 1,
 }
 
-// maxPermitWait is how long a record task waits for a rate-limit permit
-// before handing its slot back and retrying later.
-const maxPermitWait = 2 * time.Second
-
-// Worker is an Asynq server with the scheduler of the periodic tasks.
+// Worker is the pipeline that sends records to Sumsub, and an Asynq server,
+// with the scheduler of the periodic tasks, for everything else.
 type Worker struct {
+	pipeline  *ingest.Pipeline
 	server    *asynq.Server
 	scheduler *asynq.Scheduler
 	mux       *asynq.ServeMux
@@ -55,11 +51,11 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	importer := sumsub.New(sumsub.Config{
 		BaseURL: cfg.Sumsub.BaseURL, AppToken: cfg.Sumsub.AppToken, SecretKey: cfg.Sumsub.SecretKey, Timeout: cfg.Sumsub.Timeout,
 	})
-	processor := ingest.NewProcessor(a.Pool, a.Files, importer, ratelimit.New(a.Redis, "sumsub", cfg.Sumsub.RateLimit),
-		a.Queue, a.Inspector, a.Outbox,
-		ingest.ProcessorConfig{
-			Window: batchWindow(cfg), DefaultLevel: cfg.Sumsub.DefaultLevel, MaxWait: maxPermitWait,
-			AttemptLease: maxPermitWait + cfg.Sumsub.Timeout + 5*time.Second,
+	pipeline := ingest.NewPipeline(a.Pool, a.Files, importer, ratelimit.New(a.Redis, "sumsub", cfg.Sumsub.RateLimit),
+		a.Schedule, a.Outbox,
+		ingest.PipelineConfig{
+			Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
+			AttemptLease: cfg.Sumsub.Timeout + 5*time.Second, ShutdownTimeout: cfg.ShutdownTimeout,
 		},
 		a.Logger, a.Metrics)
 	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)
@@ -69,14 +65,12 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 
 	mux := asynq.NewServeMux()
 	mux.Use(taskContext)
-	mux.HandleFunc(ingest.TypeDispatchBatch, processor.HandleDispatch)
-	mux.HandleFunc(ingest.TypeImportRecord, processor.HandleImportRecord)
 	mux.HandleFunc(reports.TypeBuildReport, builder.HandleBuild)
 	mux.HandleFunc(event.TypeDispatch, dispatcher.HandleDispatch)
 	mux.HandleFunc(webhook.TypeDeliver, deliverer.HandleDeliver)
 	// One reconciler for all the work PostgreSQL knows and Redis may have lost.
 	mux.HandleFunc(ingest.TypeReconcile, func(ctx context.Context, _ *asynq.Task) error {
-		return errors.Join(processor.Reconcile(ctx), builder.Reconcile(ctx), dispatcher.Reconcile(ctx), deliverer.Reconcile(ctx))
+		return errors.Join(pipeline.Reconcile(ctx), builder.Reconcile(ctx), dispatcher.Reconcile(ctx), deliverer.Reconcile(ctx))
 	})
 
 	asynqLogger := logger{a.Logger.With("component", "asynq")}
@@ -86,14 +80,13 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		RetryDelayFunc:  retryDelay,
 		IsFailure:       taskqueue.IsFailure,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Tasks told to come back after a rate-limit wait are due within a
-		// second: check for them often, not every 5 s (Asynq's default).
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		// A worker with a free slot looks for new tasks this often (Asynq's
-		// default is 1 s; it does not block on Redis): a record let into its
-		// batch's window starts at once, for about 100 cheap Redis calls a
-		// second per idle process.
-		TaskCheckInterval: 10 * time.Millisecond,
+		// Webhook retries and scheduled deliveries come due within a second
+		// (Asynq's default checks every 5 s).
+		DelayedTaskCheckInterval: time.Second,
+		// An idle worker looks for new tasks every half second (Asynq polls;
+		// its default is a second): reports and events start promptly, at a
+		// few Redis calls a second.
+		TaskCheckInterval: 500 * time.Millisecond,
 		Logger:            asynqLogger,
 		LogLevel:          asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
@@ -117,20 +110,12 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	if _, err := scheduler.Register(spec, ingest.NewReconcileTask(), asynq.Unique(unique)); err != nil {
 		return nil, fmt.Errorf("schedule reconciler: %w", err)
 	}
-	return &Worker{server: server, scheduler: scheduler, mux: mux, queue: a.Queue, logger: a.Logger}, nil
+	return &Worker{pipeline: pipeline, server: server, scheduler: scheduler, mux: mux, queue: a.Queue, logger: a.Logger}, nil
 }
 
-// batchWindow is how many records of one batch wait in the Sumsub queue at
-// once: BATCH_WINDOW, but no more than half a second of the rate limit. Every
-// record queued is one more that a batch uploaded later waits behind, so
-// beside a large batch at 10/s a 10-record batch waits behind 5 records,
-// not 20; half a second of work still keeps the limit busy.
-func batchWindow(cfg config.Worker) int {
-	return max(1, min(cfg.BatchWindow, (cfg.Sumsub.RateLimit+1)/2))
-}
-
-// Run processes tasks until ctx ends, then lets running tasks finish for up to
-// the shutdown timeout; unfinished ones go back to their queue.
+// Run sends records and processes tasks until ctx ends, then lets the
+// Sumsub calls in flight and the running tasks finish for up to the
+// shutdown timeout; unfinished tasks go back to their queue.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.server.Start(w.mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
@@ -144,12 +129,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.logger.WarnContext(ctx, "enqueue start-up reconciliation", "error", err)
 	}
 	w.logger.InfoContext(ctx, "worker running", "queues", queues)
-	<-ctx.Done()
+	err := w.pipeline.Run(ctx)
 	w.logger.Info("worker stopping: letting running tasks finish")
 	w.scheduler.Shutdown()
 	w.server.Shutdown()
 	w.logger.Info("worker stopped")
-	return nil
+	return err
 }
 
 // taskContext puts the task's id and type on every log line of its handler.

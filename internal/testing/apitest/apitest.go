@@ -49,7 +49,6 @@ import (
 type Options struct {
 	SumsubRate        int           // requests per second, enforced by the limiter and the simulator (default 50)
 	SimLatency        time.Duration // the simulator's answer time
-	Window            int           // batch window (default 20)
 	ReconcileInterval time.Duration // default 1 h: tests run the reconciler when they mean to
 	Monitoring        bool          // mount the Asynq dashboard, with the credentials in Config.Monitoring
 	// ProductionPool opens the production pool (database.PoolSize) instead of
@@ -105,9 +104,6 @@ func New(tb testing.TB, opts Options) *Env {
 	if opts.SumsubRate == 0 {
 		opts.SumsubRate = 50
 	}
-	if opts.Window == 0 {
-		opts.Window = 20
-	}
 	if opts.ReconcileInterval == 0 {
 		opts.ReconcileInterval = time.Hour
 	}
@@ -124,7 +120,7 @@ func New(tb testing.TB, opts Options) *Env {
 	// The defaults, as the binaries read them, with the environment's services.
 	env := map[string]string{
 		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": simSecretKey,
-		"SUMSUB_RATE_LIMIT": strconv.Itoa(opts.SumsubRate), "BATCH_WINDOW": strconv.Itoa(opts.Window),
+		"SUMSUB_RATE_LIMIT":          strconv.Itoa(opts.SumsubRate),
 		"RECONCILE_INTERVAL":         opts.ReconcileInterval.String(),
 		"WEBHOOK_ALLOW_PRIVATE_URLS": strconv.FormatBool(!opts.BlockPrivateWebhookURLs),
 		"WEBHOOK_RETRY_BASE":         cmp.Or(opts.WebhookRetryBase, 20*time.Millisecond).String(),
