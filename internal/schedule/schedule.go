@@ -208,19 +208,24 @@ func (s *Scheduler) SetWeight(ctx context.Context, business uuid.UUID, weight in
 }
 
 // Contains reports which of the batches (of their businesses) are in the
-// schedule, for the reconciler to find batches that fell out of it.
+// schedule, their business with them, for the reconciler to find batches
+// that fell out of it.
 func (s *Scheduler) Contains(ctx context.Context, batches map[uuid.UUID]uuid.UUID) (map[uuid.UUID]bool, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make(map[uuid.UUID]*redis.FloatCmd, len(batches))
+	type lookup struct{ batch, business *redis.FloatCmd }
+	cmds := make(map[uuid.UUID]lookup, len(batches))
 	for batch, business := range batches {
-		cmds[batch] = pipe.ZScore(ctx, batchesPrefix+business.String(), batch.String())
+		cmds[batch] = lookup{
+			batch:    pipe.ZScore(ctx, batchesPrefix+business.String(), batch.String()),
+			business: pipe.ZScore(ctx, keyActive, business.String()),
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("schedule: look up batches: %w", err)
 	}
 	in := make(map[uuid.UUID]bool, len(batches))
-	for batch, cmd := range cmds {
-		in[batch] = cmd.Err() == nil
+	for batch, l := range cmds {
+		in[batch] = l.batch.Err() == nil && l.business.Err() == nil
 	}
 	return in, nil
 }
@@ -236,46 +241,27 @@ type Work struct {
 	Later map[int]time.Time
 }
 
-// Sync replaces the schedule with work, the truth read from PostgreSQL, in
-// one transaction: after a flush, or to mend what a crashed process left.
-// The passes of businesses still with work are kept, so that sharing goes on
-// where it was.
+// Sync puts work, the truth read from PostgreSQL, in the schedule, in one
+// transaction: after a flush, or on a new Redis. It adds to what is there
+// rather than replace it, so that a batch an upload added meanwhile (after
+// PostgreSQL was read) is not lost; what it leaves that is stale (a batch
+// finished meanwhile) drops out at its next pick. Businesses already in the
+// schedule keep their pass; the others join at the virtual time.
 func (s *Scheduler) Sync(ctx context.Context, work []Work) error {
-	old, err := s.rdb.ZRangeWithScores(ctx, keyActive, 0, -1).Result()
-	if err != nil {
-		return fmt.Errorf("schedule: sync: %w", err)
-	}
 	vtime, err := s.rdb.Get(ctx, keyVTime).Float64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("schedule: sync: %w", err)
 	}
-	pass := make(map[string]float64, len(old))
-	for _, z := range old {
-		pass[z.Member.(string)] = z.Score
-	}
 	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, z := range old {
-			pipe.Del(ctx, batchesPrefix+z.Member.(string))
-		}
-		pipe.Del(ctx, keyActive, keyDue)
-		active := make(map[string]bool)
 		for _, w := range work {
 			business := w.Business.String()
 			pipe.HSet(ctx, keyWeight, business, w.Weight)
 			for row, at := range w.Later {
 				pipe.ZAdd(ctx, keyDue, redis.Z{Score: float64(at.UnixMilli()), Member: dueMember(w.Business, w.Batch, row)})
 			}
-			if w.Now <= 0 {
-				continue
-			}
-			pipe.ZAdd(ctx, batchesPrefix+business, redis.Z{Score: float64(w.Now), Member: w.Batch.String()})
-			if !active[business] {
-				active[business] = true
-				p, ok := pass[business]
-				if !ok {
-					p = vtime
-				}
-				pipe.ZAdd(ctx, keyActive, redis.Z{Score: p, Member: business})
+			if w.Now > 0 {
+				pipe.ZAdd(ctx, batchesPrefix+business, redis.Z{Score: float64(w.Now), Member: w.Batch.String()})
+				pipe.ZAddNX(ctx, keyActive, redis.Z{Score: vtime, Member: business})
 			}
 		}
 		pipe.Set(ctx, keyEpoch, time.Now().UTC().Format(time.RFC3339), 0)

@@ -141,7 +141,7 @@ func BenchmarkFairness(b *testing.B) {
 // entities creates n entities of the business in one statement and returns
 // their external ids: e.Entities's n requests would take longer than the
 // benchmarks' runs.
-func entities(b *testing.B, e *apitest.Env, business uuid.UUID, n int) []uuid.UUID {
+func entities(b testing.TB, e *apitest.Env, business uuid.UUID, n int) []uuid.UUID {
 	b.Helper()
 	ids := make([]uuid.UUID, n)
 	external := make([]string, n)

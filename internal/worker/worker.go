@@ -80,13 +80,12 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		RetryDelayFunc:  retryDelay,
 		IsFailure:       taskqueue.IsFailure,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Webhook retries and scheduled deliveries come due within a second
-		// (Asynq's default checks every 5 s).
-		DelayedTaskCheckInterval: time.Second,
-		// An idle worker looks for new tasks every half second (Asynq polls;
-		// its default is a second): reports and events start promptly, at a
-		// few Redis calls a second.
-		TaskCheckInterval: 500 * time.Millisecond,
+		// Webhook retries and scheduled deliveries come due within two
+		// seconds (Asynq's default checks every 5 s), at two scripts per
+		// queue each time. New tasks are looked for every second (Asynq's
+		// default: it polls, a script per queue): together, what an idle
+		// worker costs Redis.
+		DelayedTaskCheckInterval: 2 * time.Second,
 		Logger:            asynqLogger,
 		LogLevel:          asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {

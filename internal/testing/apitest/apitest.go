@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,7 +190,18 @@ func (e *Env) DatabaseURL() string {
 // when the test ends.
 func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
 	tb.Helper()
+	stop, _ = e.StartCountedWorker(tb, shutdown)
+	return stop
+}
+
+// StartCountedWorker starts a worker as StartWorker does, and returns also
+// how many Redis commands it has sent so far (every command of its client:
+// the pipeline's, the limiter's, Asynq's).
+func (e *Env) StartCountedWorker(tb testing.TB, shutdown time.Duration) (stop func(), commands func() int64) {
+	tb.Helper()
 	rdb := redis.NewClient(e.Redis.Options())
+	var counter commandCounter
+	rdb.AddHook(&counter)
 	cfg := e.Worker
 	cfg.ShutdownTimeout = shutdown
 	a := app.New(e.Pool, rdb, e.Files, app.Options{SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL}, e.Logger())
@@ -212,7 +224,26 @@ func (e *Env) StartWorker(tb testing.TB, shutdown time.Duration) (stop func()) {
 		})
 	}
 	tb.Cleanup(stop)
-	return stop
+	return stop, counter.n.Load
+}
+
+// commandCounter is a go-redis hook that counts the commands sent.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }
 
 // Business creates a business with a fresh API key.

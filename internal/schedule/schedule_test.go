@@ -1,0 +1,255 @@
+package schedule_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kycbatch/kycbatch/internal/schedule"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
+)
+
+// newScheduler returns a Scheduler on a Redis database of the test's own,
+// with an empty schedule (as a worker's first Sync leaves it).
+func newScheduler(tb testing.TB) *schedule.Scheduler {
+	tb.Helper()
+	opt, err := redis.ParseURL(redistest.URL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	tb.Cleanup(func() { rdb.Close() })
+	s := schedule.New(rdb)
+	if err := s.Sync(context.Background(), nil); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// ids returns n UUIDs in increasing order, as batch ids are (UUIDv7).
+func ids(n int) []uuid.UUID {
+	list := make([]uuid.UUID, n)
+	for i := range list {
+		list[i] = uuid.Must(uuid.NewV7())
+	}
+	return list
+}
+
+// picks hands out n records and counts them by business.
+func picks(tb testing.TB, s *schedule.Scheduler, n int) map[uuid.UUID]int {
+	tb.Helper()
+	got := make(map[uuid.UUID]int)
+	for range n {
+		p, ok, _, err := s.Next(context.Background())
+		if err != nil || !ok {
+			tb.Fatalf("Next: %+v, %v, %v", p, ok, err)
+		}
+		got[p.Business]++
+	}
+	return got
+}
+
+func mustAdd(tb testing.TB, s *schedule.Scheduler, business uuid.UUID, weight int, batch uuid.UUID, n int) {
+	tb.Helper()
+	if err := s.Add(context.Background(), business, weight, batch, n); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestSharesByWeight(t *testing.T) {
+	t.Parallel()
+	biz := ids(3)
+	tests := []struct {
+		name    string
+		weights []int
+		n       int
+		want    []int
+	}{
+		{"equal", []int{1, 1}, 100, []int{50, 50}},
+		{"3 to 1", []int{3, 1}, 100, []int{75, 25}},
+		{"three businesses", []int{1, 2, 5}, 80, []int{10, 20, 50}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newScheduler(t)
+			batches := ids(len(tt.weights))
+			for i, w := range tt.weights {
+				mustAdd(t, s, biz[i], w, batches[i], 1000)
+			}
+			got := picks(t, s, tt.n)
+			want := make(map[uuid.UUID]int)
+			for i, n := range tt.want {
+				want[biz[i]] = n
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("records by business (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFewestLeftFirst: within a business, the batch with the fewest records
+// left goes first, the older of two equal ones first; a business's second
+// batch does not add to its share.
+func TestFewestLeftFirst(t *testing.T) {
+	t.Parallel()
+	s := newScheduler(t)
+	a, b := uuid.New(), uuid.New()
+	batches := ids(3)
+	large, small, other := batches[0], batches[1], batches[2]
+	mustAdd(t, s, a, 1, large, 100)
+	mustAdd(t, s, a, 1, small, 3)
+	mustAdd(t, s, b, 1, other, 100)
+	var got []uuid.UUID
+	for range 8 {
+		p, ok, _, err := s.Next(context.Background())
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if p.Business == a {
+			got = append(got, p.Batch)
+		}
+	}
+	if diff := cmp.Diff([]uuid.UUID{small, small, small, large}, got); diff != "" {
+		t.Errorf("business a's picks (-want +got):\n%s", diff)
+	}
+}
+
+// TestNewcomerJoinsAtTheVirtualTime: a business with new work competes for
+// the very next record, neither behind the others' backlogs nor ahead with
+// credit for the time it had none.
+func TestNewcomerJoinsAtTheVirtualTime(t *testing.T) {
+	t.Parallel()
+	s := newScheduler(t)
+	biz, batches := ids(3), ids(3)
+	mustAdd(t, s, biz[0], 1, batches[0], 1000)
+	mustAdd(t, s, biz[1], 1, batches[1], 1000)
+	picks(t, s, 500)
+	mustAdd(t, s, biz[2], 1, batches[2], 10)
+	got := picks(t, s, 30)
+	if got[biz[2]] != 10 {
+		t.Errorf("the newcomer got %d of the next 30 records, want its third: 10 (%v)", got[biz[2]], got)
+	}
+}
+
+func TestRetriesComeDue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newScheduler(t)
+	business, batch := uuid.New(), uuid.New()
+	if err := s.Later(ctx, business, batch, 7, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	ready, wake, err := s.Ready(ctx)
+	if err != nil || ready || wake.IsZero() {
+		t.Fatalf("Ready before the retry: %v, %s, %v; want not ready, a wake time", ready, wake, err)
+	}
+	if _, ok, wake2, err := s.Next(ctx); err != nil || ok || !wake2.Equal(wake) {
+		t.Fatalf("Next before the retry: %v, %s, %v; want nothing until %s", ok, wake2, err, wake)
+	}
+	time.Sleep(time.Until(wake))
+	if ready, _, err := s.Ready(ctx); err != nil || !ready {
+		t.Fatalf("Ready after the retry's time: %v, %v", ready, err)
+	}
+	p, ok, _, err := s.Next(ctx)
+	if want := (schedule.Pick{Business: business, Batch: batch, Last: true}); err != nil || !ok || p != want {
+		t.Fatalf("Next after the retry's time: %+v, %v, %v; want %+v", p, ok, err, want)
+	}
+}
+
+func TestDropRefundsThePick(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newScheduler(t)
+	biz, batches := ids(2), ids(3)
+	mustAdd(t, s, biz[0], 1, batches[0], 100)
+	mustAdd(t, s, biz[0], 1, batches[1], 100)
+	mustAdd(t, s, biz[1], 1, batches[2], 100)
+	// A pick of business 0 that sends nothing (its batch had nothing to
+	// send after all) is given back: business 0 still gets its half.
+	p, _, _, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drop(ctx, p.Business, p.Batch, true); err != nil {
+		t.Fatal(err)
+	}
+	got := picks(t, s, 10)
+	if got[biz[0]] != 5 || got[biz[1]] != 5 {
+		t.Errorf("after a refunded pick: %v, want 5 each", got)
+	}
+	// Dropping a business's last batch takes the business out.
+	if err := s.Drop(ctx, biz[1], batches[2], false); err != nil {
+		t.Fatal(err)
+	}
+	if got := picks(t, s, 10); got[biz[0]] != 10 {
+		t.Errorf("after dropping the other business's batch: %v", got)
+	}
+}
+
+func TestSyncAndLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opt, err := redis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	s := schedule.New(rdb)
+	if _, _, err := s.Ready(ctx); err != schedule.ErrLost {
+		t.Fatalf("Ready of a new Redis: %v, want ErrLost", err)
+	}
+	biz, batches := ids(2), ids(2)
+	err = s.Sync(ctx, []schedule.Work{
+		{Business: biz[0], Weight: 1, Batch: batches[0], Now: 2},
+		{Business: biz[1], Weight: 1, Batch: batches[1], Later: map[int]time.Time{9: time.Now().Add(time.Hour)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := picks(t, s, 2)
+	if _, ok, wake, err := s.Next(ctx); err != nil || ok || wake.IsZero() {
+		t.Errorf("after the synced records: %v, %s, %v; want none now, a retry later", ok, wake, err)
+	}
+	if got[biz[0]] != 2 {
+		t.Errorf("picks: %v", got)
+	}
+	in, err := s.Contains(ctx, map[uuid.UUID]uuid.UUID{batches[0]: biz[0], batches[1]: biz[1]})
+	if err != nil || in[batches[0]] || in[batches[1]] {
+		t.Errorf("Contains after both batches ran out: %v, %v", in, err)
+	}
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.Next(ctx); err != schedule.ErrLost {
+		t.Errorf("Next after a flush: %v, want ErrLost", err)
+	}
+}
+
+// BenchmarkNext measures a scheduling decision (one Lua script in Redis)
+// with 10, 100 and 1,000 batches with work across 100 businesses: its cost
+// must not grow with the backlog.
+func BenchmarkNext(b *testing.B) {
+	for _, batches := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("batches=%d", batches), func(b *testing.B) {
+			s := newScheduler(b)
+			businesses := ids(min(batches, 100))
+			for i, batch := range ids(batches) {
+				mustAdd(b, s, businesses[i%len(businesses)], 1+i%3, batch, 1_000_000)
+			}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, ok, _, err := s.Next(ctx); err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}
