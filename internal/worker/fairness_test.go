@@ -21,7 +21,9 @@ type share struct {
 	mine, all int
 }
 
-func (s share) String() string { return fmt.Sprintf("%d of %d (%.0f%%)", s.mine, s.all, 100*s.fraction()) }
+func (s share) String() string {
+	return fmt.Sprintf("%d of %d (%.0f%%)", s.mine, s.all, 100*s.fraction())
+}
 
 func (s share) fraction() float64 {
 	if s.all == 0 {

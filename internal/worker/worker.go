@@ -86,8 +86,8 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		// default: it polls, a script per queue): together, what an idle
 		// worker costs Redis.
 		DelayedTaskCheckInterval: 2 * time.Second,
-		Logger:            asynqLogger,
-		LogLevel:          asynq.WarnLevel,
+		Logger:                   asynqLogger,
+		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if taskqueue.IsFailure(err) {
 				a.Logger.WarnContext(ctx, "task failed", "type", t.Type(), "error", err)
