@@ -5,6 +5,8 @@
 //	api create-business --name NAME    create a business, print its id
 //	api create-api-key --business NAME create the business if needed, print a new API key
 //	api revoke-api-key --prefix PREFIX revoke the key that starts with PREFIX
+//	api set-business-weight --business NAME --weight N
+//	                                   set the business's share of the Sumsub rate (1 to 100)
 //
 // Configuration comes from environment variables (see .env.example).
 package main
@@ -19,6 +21,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/kycbatch/kycbatch/internal/app"
 	"github.com/kycbatch/kycbatch/internal/auth"
@@ -26,6 +31,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/httpapi"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/schedule"
 )
 
 func main() {
@@ -51,10 +57,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cfg, stderr)
 	case "migrate":
 		return migrate(ctx, cfg, stdout)
-	case "create-business", "create-api-key", "revoke-api-key":
+	case "create-business", "create-api-key", "revoke-api-key", "set-business-weight":
 		return admin(ctx, cfg, cmd, args, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate, create-business, create-api-key or revoke-api-key", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate, create-business, create-api-key, revoke-api-key or set-business-weight", cmd)
 	}
 }
 
@@ -96,6 +102,7 @@ func admin(ctx context.Context, cfg config.API, cmd string, args []string, stdou
 	name := fs.String("name", "", "business name (create-business)")
 	business := fs.String("business", "", "business name (create-api-key)")
 	prefix := fs.String("prefix", "", "first characters of the key, as stored (revoke-api-key)")
+	weight := fs.Int("weight", 0, "the business's share of the Sumsub rate, 1 to 100 (set-business-weight)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,6 +145,33 @@ func admin(ctx context.Context, cfg config.API, cmd string, args []string, stdou
 			return fmt.Errorf("revoke-api-key: no active key starts with %q", *prefix)
 		}
 		fmt.Fprintf(stdout, "revoked %d key(s)\n", n)
+	case "set-business-weight":
+		if *business == "" {
+			return errors.New("set-business-weight: --business is required")
+		}
+		id, err := keys.SetWeight(ctx, *business, *weight)
+		if err != nil {
+			return fmt.Errorf("set-business-weight: %w", err)
+		}
+		fmt.Fprintf(stdout, "business %q now has weight %d\n", *business, *weight)
+		// The workers read weights from the schedule in Redis: tell it now.
+		// Without Redis, the reconciler copies the weights of businesses
+		// with work from PostgreSQL within RECONCILE_INTERVAL.
+		if err := tellSchedule(ctx, cfg, id, *weight); err != nil {
+			fmt.Fprintf(stdout, "the workers take it within RECONCILE_INTERVAL (Redis: %v)\n", err)
+		}
 	}
 	return nil
+}
+
+// tellSchedule sets the business's weight in the schedule in Redis.
+func tellSchedule(ctx context.Context, cfg config.API, business uuid.UUID, weight int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rdb, err := app.OpenRedis(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	return schedule.New(rdb).SetWeight(ctx, business, weight)
 }

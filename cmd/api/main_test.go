@@ -7,20 +7,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
 func TestAdminCommands(t *testing.T) {
 	ctx := context.Background()
-	dbURL := dbtest.URL(t)
-	getenv := func(k string) string {
-		if k == "DATABASE_URL" {
-			return dbURL
-		}
-		return ""
-	}
+	env := map[string]string{"DATABASE_URL": dbtest.URL(t), "REDIS_URL": redistest.URL(t)}
+	dbURL := env["DATABASE_URL"]
+	getenv := func(k string) string { return env[k] }
 	runOut := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(ctx, args, getenv, &out, &bytes.Buffer{})
@@ -66,6 +65,24 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if _, err := runOut("create-api-key"); err == nil {
 		t.Error("create-api-key without --business succeeded")
+	}
+	// Weights: 1 to 100, of a business that exists.
+	if out, err := runOut("set-business-weight", "--business", "Acme Payments", "--weight", "3"); err != nil || !strings.HasPrefix(out, `business "Acme Payments" now has weight 3`) {
+		t.Errorf("set-business-weight: %q, %v", out, err)
+	}
+	weights, err := auth.Weights(ctx, pool, []uuid.UUID{business})
+	if err != nil || weights[business] != 3 {
+		t.Errorf("stored weight: %v, %v; want 3", weights, err)
+	}
+	for _, args := range [][]string{
+		{"--business", "Acme Payments", "--weight", "0"},
+		{"--business", "Acme Payments", "--weight", "101"},
+		{"--business", "Nobody", "--weight", "2"},
+		{"--weight", "2"},
+	} {
+		if _, err := runOut(append([]string{"set-business-weight"}, args...)...); err == nil {
+			t.Errorf("set-business-weight %v succeeded", args)
+		}
 	}
 	if _, err := runOut("frobnicate"); err == nil {
 		t.Error("an unknown command succeeded")
