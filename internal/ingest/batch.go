@@ -267,7 +267,7 @@ func pendingWork(ctx context.Context, db database.DB) ([]load, error) {
 
 // efficiency is the share of the rate limit the limiter delivers
 // (ratelimit's margin and tolerance): what the estimate plans with.
-const efficiency = 0.985
+const efficiency = 0.991
 
 // estimate is how long batch id needs to finish when the schedule's policy
 // runs forward over the work left: businesses with work share the rate by

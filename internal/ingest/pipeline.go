@@ -37,28 +37,49 @@ type Limiter interface {
 
 // PipelineConfig tunes the pipeline.
 type PipelineConfig struct {
+	// Rate is Sumsub's rate limit, requests per second for every process:
+	// it sizes how many records a process prepares at once.
+	Rate int
 	// Concurrency bounds the records one process has in flight: its Sumsub
 	// calls at once.
 	Concurrency int
 	// DefaultLevel is the level of records that name none; empty: Sumsub's default.
 	DefaultLevel string
-	// AttemptLease is how long a call may be in flight: the Sumsub client's
-	// timeout and a margin. A record whose last attempt is unanswered and
-	// younger than this is not sent again, so that two calls for one token
-	// never race; once it is over, the call is taken for lost (its worker
-	// died) and the record may be sent again.
-	AttemptLease time.Duration
+	// CallTimeout bounds one Sumsub call (the client's timeout).
+	CallTimeout time.Duration
 	// ShutdownTimeout is how long the calls in flight may finish when the
 	// worker stops; a call cut short leaves its attempt unanswered.
 	ShutdownTimeout time.Duration
 }
 
-// Pipeline sends records to Sumsub: every permit of the global limiter goes
-// to the record the scheduler picks at that moment (permit first, then the
-// decision), so that a batch uploaded now competes for the very next
-// permit, and nothing is queued ahead of it. Each process runs one
-// Pipeline; they share the limit and the schedule through Redis, and
-// PostgreSQL holds every record's state.
+// maxPermitWait is how long a prepared record waits for its permit before
+// it is put back: the other processes have the permits, or Redis is down.
+const maxPermitWait = 5 * time.Second
+
+// lease is how long an attempt may be in flight: its permit wait, the call
+// and a margin. A record whose last attempt is unanswered and younger than
+// this is not sent again, so that two calls for one token never race; once
+// it is over, the call is taken for lost (its worker died) and the record
+// may be sent again.
+func (c PipelineConfig) lease() time.Duration {
+	return maxPermitWait + c.CallTimeout + 5*time.Second
+}
+
+// preparers is how many records a process prepares at once: one per
+// millisecond of the rate (at least one), so that preparing them (a few
+// round trips) never holds the rate back, and a record chosen ahead of its
+// permit is chosen at most a millisecond of work early.
+func (c PipelineConfig) preparers() int {
+	return max(1, min(c.Concurrency, (c.Rate+999)/1000))
+}
+
+// Pipeline sends records to Sumsub, in the order the scheduler hands them
+// out: each process prepares a record (picked, claimed, its entity checked)
+// just before a permit of the global limiter is free, and sends it the
+// moment the permit comes, so that nothing but the request stands between
+// the permit and Sumsub's clock, and a batch uploaded now competes for the
+// next decision, with nothing queued ahead of it. The processes share the
+// limit and the schedule through Redis; PostgreSQL holds every record's state.
 type Pipeline struct {
 	records records
 	files   FileStore
@@ -90,69 +111,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Calls outlive ctx by the shutdown timeout: an answer Sumsub gives is stored.
 	calls, stopCalls := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCalls()
-	woken := make(chan struct{}, 1)
-	go p.sched.Watch(ctx, func() {
-		select {
-		case woken <- struct{}{}:
-		default:
-		}
-	})
+	woken := newSignal()
+	go p.sched.Watch(ctx, woken.notify)
 
 	slots := make(chan struct{}, p.cfg.Concurrency)
-	var wg sync.WaitGroup
-	idle, check := true, time.Now() // while idle: no permit is taken, the schedule is asked at check
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case slots <- struct{}{}:
-		}
-		for idle {
-			t := time.NewTimer(time.Until(check))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				break loop
-			case <-woken:
-			case <-t.C:
-			}
-			t.Stop()
-			ready, wake, err := p.sched.Ready(ctx)
-			if errors.Is(err, schedule.ErrLost) {
-				if err = p.Sync(ctx); err == nil {
-					continue // ask again, of the schedule rebuilt
-				}
-			}
-			if err != nil {
-				p.logger.WarnContext(ctx, "ask the schedule for work; trying again", "error", err)
-			}
-			idle, check = !ready, time.Now().Add(idleCheck)
-			if !wake.IsZero() && wake.Before(check) {
-				check = wake
-			}
-		}
-		pick, ok, err := p.next(ctx)
-		if err != nil || !ok {
-			<-slots
-			if ctx.Err() != nil {
-				break loop
-			}
-			idle, check = true, time.Now().Add(idleCheck)
-			if err != nil {
-				p.logger.WarnContext(ctx, "schedule the next record; trying again", "error", err)
-			} else if !pick.wake.IsZero() && pick.wake.Before(check) {
-				check = pick.wake
-			}
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			p.send(calls, pick.Pick)
-		})
+	var inFlight, preparers sync.WaitGroup
+	for range p.cfg.preparers() {
+		preparers.Go(func() { p.prepare(ctx, calls, woken, slots, &inFlight) })
 	}
+	preparers.Wait()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { inFlight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(p.cfg.ShutdownTimeout):
@@ -162,71 +131,135 @@ loop:
 	return nil
 }
 
-// nextPick is a scheduling decision, or when to ask again.
-type nextPick struct {
-	schedule.Pick
-	wake time.Time // with no pick: when the first retry comes due (zero: none)
+// prepare prepares records and sends them, one at a time, until ctx ends.
+func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan struct{}, inFlight *sync.WaitGroup) {
+	idle, check := true, time.Now() // while idle, the schedule is asked at check
+	for ctx.Err() == nil {
+		if idle {
+			if !woken.wait(ctx, check) && time.Now().Before(check) {
+				continue
+			}
+			idle, check = p.idle(ctx)
+			continue
+		}
+		c, ok, wake, err := p.nextRecord(ctx)
+		if err != nil || !ok {
+			idle, check = true, time.Now().Add(idleCheck)
+			if err != nil && ctx.Err() == nil {
+				p.logger.WarnContext(ctx, "prepare a record; trying again", "error", err)
+			} else if !wake.IsZero() && wake.Before(check) {
+				check = wake
+			}
+			continue
+		}
+		if c == nil {
+			continue // the pick had nothing to send, or its record no entity
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			p.unsend(ctx, c)
+			return
+		}
+		start := time.Now()
+		if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
+			<-slots
+			p.unsend(ctx, c)
+			var tooLong *ratelimit.WaitTooLongError
+			if !errors.As(err, &tooLong) && ctx.Err() == nil {
+				p.logger.WarnContext(ctx, "wait for a Sumsub permit; trying again", "error", err)
+				idle, check = true, time.Now().Add(time.Second)
+			}
+			continue
+		}
+		p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
+		inFlight.Go(func() {
+			defer func() { <-slots }()
+			if err := p.call(calls, c); err != nil {
+				p.logger.ErrorContext(calls, "send a record; the reconciler will retry it", "batch_id", c.BatchID, "row", c.Row, "error", err)
+			}
+		})
+	}
 }
 
-// next takes a permit of the global limiter, then asks the schedule whose
-// record it goes to. A permit taken when the last record has just been
-// handed out is wasted: one per stretch of work.
-func (p *Pipeline) next(ctx context.Context) (nextPick, bool, error) {
-	start := time.Now()
-	for {
-		err := p.limiter.Wait(ctx, time.Minute)
-		var tooLong *ratelimit.WaitTooLongError
-		if errors.As(err, &tooLong) {
-			continue // other processes have the permits; keep waiting
+// idle asks the schedule whether work waits (rebuilding it from PostgreSQL
+// when Redis lost it), and when to ask again if none does.
+func (p *Pipeline) idle(ctx context.Context) (idle bool, check time.Time) {
+	ready, wake, err := p.sched.Ready(ctx)
+	if errors.Is(err, schedule.ErrLost) {
+		if err = p.Sync(ctx); err == nil {
+			ready, wake, err = p.sched.Ready(ctx)
 		}
-		if err != nil {
-			return nextPick{}, false, err
-		}
-		break
 	}
-	p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
+	check = time.Now().Add(idleCheck)
+	if err != nil && ctx.Err() == nil {
+		p.logger.WarnContext(ctx, "ask the schedule for work; trying again", "error", err)
+	}
+	if !wake.IsZero() && wake.Before(check) {
+		check = wake
+	}
+	return !ready, check
+}
+
+// nextRecord prepares the record the schedule picks: claimed (its attempt
+// marked before the call) and its entity checked. ok is false when the
+// schedule had nothing to send now (wake: when the first retry is due);
+// with ok true, c is nil when the pick came to nothing (the schedule's count
+// was ahead, or the record has no entity and failed at once).
+func (p *Pipeline) nextRecord(ctx context.Context) (c *claimed, ok bool, wake time.Time, err error) {
 	pick, ok, wake, err := p.sched.Next(ctx)
 	if errors.Is(err, schedule.ErrLost) {
-		if err := p.Sync(ctx); err != nil {
-			return nextPick{}, false, err
+		if err = p.Sync(ctx); err == nil {
+			pick, ok, wake, err = p.sched.Next(ctx)
 		}
-		pick, ok, wake, err = p.sched.Next(ctx)
 	}
-	return nextPick{Pick: pick, wake: wake}, ok, err
-}
-
-// send takes the picked batch's next record through Sumsub: claimed (the
-// attempt marked before the call), its entity checked, the call, and the
-// outcome stored with the entity and the batch counters, or the record put
-// back to wait out a retry.
-func (p *Pipeline) send(ctx context.Context, pick schedule.Pick) {
-	ctx = logging.With(ctx, slog.String("batch_id", pick.Batch.String()))
-	c, ok, err := p.records.claim(ctx, pick.Batch, p.cfg.AttemptLease)
+	if err != nil || !ok {
+		return nil, false, wake, err
+	}
+	claimed, found, err := p.records.claim(ctx, pick.Batch, p.cfg.lease())
 	if err != nil {
-		p.logger.WarnContext(ctx, "claim a record; the reconciler will put the batch back", "error", err)
-		return
+		return nil, false, time.Time{}, err
 	}
-	if !ok {
-		// Nothing to send now: the scheduler's count was ahead. Records in
-		// flight or waiting out a retry come back by themselves.
-		if err := p.sched.Drop(ctx, pick.Business, pick.Batch, true); err != nil {
-			p.logger.WarnContext(ctx, "drop a batch from the schedule", "error", err)
-		}
-		return
+	if !found {
+		// Nothing to send now: records in flight or waiting out a retry
+		// come back by themselves.
+		return nil, true, time.Time{}, p.sched.Drop(ctx, pick.Business, pick.Batch, true)
 	}
-	ctx = logging.With(ctx, slog.Int("row", c.Row))
 	if pick.Last {
 		p.mend(ctx, pick)
 	}
-	if err := p.sendClaimed(ctx, &c); err != nil {
-		p.logger.ErrorContext(ctx, "send a record; the reconciler will retry it", "error", err)
+	// A record of no entity is not sent: its share token stays unused.
+	exists, err := entity.Exists(ctx, p.records.pool, claimed.BusinessID, claimed.ExternalID)
+	if err != nil || !exists {
+		if uerr := p.records.unmarkAttempt(context.WithoutCancel(ctx), &claimed); uerr != nil {
+			return nil, false, time.Time{}, uerr
+		}
+		if err != nil {
+			return nil, false, time.Time{}, err
+		}
+		return nil, true, time.Time{}, p.finish(ctx, claimed.BatchID, claimed.Row, nil,
+			outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
+	}
+	return &claimed, true, time.Time{}, nil
+}
+
+// unsend returns a prepared record that was not sent: its attempt taken
+// back, and the record to the schedule.
+func (p *Pipeline) unsend(ctx context.Context, c *claimed) {
+	ctx = context.WithoutCancel(ctx)
+	err := p.records.unmarkAttempt(ctx, c)
+	if err == nil {
+		err = p.sched.Later(ctx, c.BusinessID, c.BatchID, c.Row, time.Now())
+	}
+	if err != nil {
+		p.logger.WarnContext(ctx, "put back a record not sent; the reconciler will", "batch_id", c.BatchID, "row", c.Row, "error", err)
 	}
 }
 
 // mend puts back in the schedule the records of a batch whose count ran out
 // while some may still be sent (a pick whose claim a crash lost).
 func (p *Pipeline) mend(ctx context.Context, pick schedule.Pick) {
-	n, err := p.records.eligible(ctx, pick.Batch, p.cfg.AttemptLease)
+	n, err := p.records.eligible(ctx, pick.Batch, p.cfg.lease())
 	if err == nil && n > 0 {
 		err = p.sched.Add(ctx, pick.Business, 0, pick.Batch, n)
 	}
@@ -235,18 +268,10 @@ func (p *Pipeline) mend(ctx context.Context, pick schedule.Pick) {
 	}
 }
 
-func (p *Pipeline) sendClaimed(ctx context.Context, c *claimed) error {
-	// A record of no entity is not sent: its share token stays unused.
-	exists, err := entity.Exists(ctx, p.records.pool, c.BusinessID, c.ExternalID)
-	if err != nil || !exists {
-		if uerr := p.records.unmarkAttempt(context.WithoutCancel(ctx), c); uerr != nil {
-			return uerr
-		}
-		if err != nil {
-			return err
-		}
-		return p.finish(ctx, c.BatchID, c.Row, nil, outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
-	}
+// call makes the prepared record's Sumsub call and stores its outcome, or
+// puts the record back to wait out a retry.
+func (p *Pipeline) call(ctx context.Context, c *claimed) error {
+	ctx = logging.With(ctx, slog.String("batch_id", c.BatchID.String()), slog.Int("row", c.Row))
 	level := c.ApplicantLevel
 	if level == "" {
 		level = p.cfg.DefaultLevel
@@ -264,7 +289,7 @@ func (p *Pipeline) sendClaimed(ctx context.Context, c *claimed) error {
 	if !errors.As(err, &se) {
 		// The worker stopped mid-call: the attempt stays unanswered, and the
 		// record goes back once its lease is over.
-		return p.retry(ctx, c, lost, time.Now().Add(p.cfg.AttemptLease))
+		return p.retry(ctx, c, lost, time.Now().Add(p.cfg.lease()))
 	}
 	switch {
 	case se.Kind == sumsub.Permanent:
@@ -408,4 +433,37 @@ func redact(text, shareToken string) string {
 		return text
 	}
 	return strings.ReplaceAll(text, shareToken, "[share token]")
+}
+
+// signal wakes every goroutine waiting on it (a sync.Cond with a context
+// and a deadline).
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+// notify wakes the waiters.
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+}
+
+// wait waits until notified (true), until deadline, or until ctx ends.
+func (s *signal) wait(ctx context.Context, deadline time.Time) bool {
+	s.mu.Lock()
+	ch := s.ch
+	s.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }

@@ -90,7 +90,7 @@ func (p *Pipeline) Sync(ctx context.Context) error {
 	rows, err := p.records.pool.Query(ctx, `
 		SELECT b.business_id, r.batch_id, count(*) FROM batch_records r JOIN batches b ON b.id = r.batch_id
 		WHERE r.status = 'pending' AND b.status IN ('pending', 'in_progress') AND `+fmt.Sprintf(eligibleSQL, "$1")+`
-		GROUP BY b.business_id, r.batch_id`, p.cfg.AttemptLease)
+		GROUP BY b.business_id, r.batch_id`, p.cfg.lease())
 	if err != nil {
 		return fmt.Errorf("read the work to schedule: %w", err)
 	}
@@ -104,7 +104,7 @@ func (p *Pipeline) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the work to schedule: %w", err)
 	}
-	waiting, err := p.records.waiting(ctx, p.cfg.AttemptLease)
+	waiting, err := p.records.waiting(ctx, p.cfg.lease())
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (p *Pipeline) putBack(ctx context.Context, batches []activeBatch) error {
 		if in[batch] {
 			continue
 		}
-		n, err := p.records.eligible(ctx, batch, p.cfg.AttemptLease)
+		n, err := p.records.eligible(ctx, batch, p.cfg.lease())
 		if err == nil && n > 0 {
 			err = p.sched.Add(ctx, business, 0, batch, n)
 		}
@@ -224,7 +224,7 @@ func (p *Pipeline) putBack(ctx context.Context, batches []activeBatch) error {
 // its worker; a cancelled batch's such records are cancelled, their outcome
 // unknown (the call may have imported the applicant).
 func (p *Pipeline) relaunch(ctx context.Context) error {
-	list, err := p.records.lostCalls(ctx, p.cfg.AttemptLease)
+	list, err := p.records.lostCalls(ctx, p.cfg.lease())
 	if err != nil {
 		return err
 	}

@@ -54,8 +54,8 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	pipeline := ingest.NewPipeline(a.Pool, a.Files, importer, ratelimit.New(a.Redis, "sumsub", cfg.Sumsub.RateLimit),
 		a.Schedule, a.Outbox,
 		ingest.PipelineConfig{
-			Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
-			AttemptLease: cfg.Sumsub.Timeout + 5*time.Second, ShutdownTimeout: cfg.ShutdownTimeout,
+			Rate: cfg.Sumsub.RateLimit, Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
+			CallTimeout: cfg.Sumsub.Timeout, ShutdownTimeout: cfg.ShutdownTimeout,
 		},
 		a.Logger, a.Metrics)
 	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)
