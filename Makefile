@@ -41,14 +41,18 @@ test/short: tools ## Run the tests without the race detector
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 .PHONY: bench
-bench: tools ## Run the benchmarks (about 25 min) and write BENCHMARKS.md from their medians
+bench: tools ## Run the benchmarks (about 50 min) and write BENCHMARKS.md from their medians
 	@mkdir -p .bench
 	set -o pipefail; { \
 	  $(GO) test ./internal/ingest -run '^$$' -bench ParseCSV5000 -benchmem -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/httpapi -run '^$$' -bench Upload5000 -benchtime 20x -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/httpapi -run '^$$' -bench BatchStatus32 -benchtime 3000x -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/reports -run '^$$' -bench BuildReport -benchtime 5x -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/schedule -run '^$$' -bench Next -benchtime 10x -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/worker -run '^$$' -bench 'PipelineCeiling|Fairness' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m && \
+	  $(GO) test ./internal/worker -run '^$$' -bench 'BusinessShares|Estimate' -benchtime 1x -count $(RATE_COUNT) -timeout 30m && \
+	  $(GO) test ./internal/worker -run '^$$' -bench Batch5000 -benchtime 1x -count 1 -timeout 30m && \
+	  IDLE_SECONDS=120 $(GO) test ./cmd/worker -run '^$$' -bench Idle -benchtime 1x -count 2 -timeout 30m && \
 	  RATE_SECONDS=60 $(GO) test ./cmd/worker -run '^$$' -bench RateUse -benchtime 1x -count $(RATE_COUNT) -timeout 30m; \
 	} | tee .bench/bench.txt
 	$(GO) run ./scripts/benchmd $$(test -f .bench/chaos.txt && echo -chaos .bench/chaos.txt) < .bench/bench.txt > BENCHMARKS.md

@@ -233,23 +233,36 @@ func TestSyncAndLost(t *testing.T) {
 	}
 }
 
-// BenchmarkNext measures a scheduling decision (one Lua script in Redis)
-// with 10, 100 and 1,000 batches with work across 100 businesses: its cost
-// must not grow with the backlog.
+// BenchmarkNext measures a scheduling decision (one Lua script in Redis,
+// its round trip included) with 10, 100 and 1,000 batches with work across
+// up to 100 businesses of weights 1 to 3: its cost must not grow with the
+// backlog. Each iteration times 1,000 decisions at each size, side by side.
 func BenchmarkNext(b *testing.B) {
-	for _, batches := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("batches=%d", batches), func(b *testing.B) {
-			s := newScheduler(b)
-			businesses := ids(min(batches, 100))
-			for i, batch := range ids(batches) {
-				mustAdd(b, s, businesses[i%len(businesses)], 1+i%3, batch, 1_000_000)
-			}
-			ctx := context.Background()
-			for b.Loop() {
+	sizes := []int{10, 100, 1000}
+	schedulers := make([]*schedule.Scheduler, len(sizes))
+	for i, batches := range sizes {
+		s := newScheduler(b)
+		businesses := ids(min(batches, 100))
+		for j, batch := range ids(batches) {
+			mustAdd(b, s, businesses[j%len(businesses)], 1+j%3, batch, 1_000_000)
+		}
+		schedulers[i] = s
+	}
+	ctx := context.Background()
+	took := make([]time.Duration, len(sizes))
+	for b.Loop() {
+		for i, s := range schedulers {
+			start := time.Now()
+			for range 1000 {
 				if _, ok, _, err := s.Next(ctx); err != nil || !ok {
 					b.Fatal(ok, err)
 				}
 			}
-		})
+			took[i] += time.Since(start)
+		}
 	}
+	for i, batches := range sizes {
+		b.ReportMetric(float64(took[i].Microseconds())/float64(1000*b.N), fmt.Sprintf("us/decision-%d", batches))
+	}
+	b.ReportMetric(float64(took[2])/float64(took[0]), "growth-10-to-1000")
 }

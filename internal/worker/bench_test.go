@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/testing/cputest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
@@ -19,9 +20,10 @@ import (
 // into imports when Sumsub is not what holds it back (limit 5,000/s, no
 // latency), beside what bare Asynq does with the same concurrency on the same
 // machine: the ratio says how much of the queue's throughput our own work
-// (PostgreSQL, the limiter, the Sumsub client, the window) leaves. Each
+// (PostgreSQL, the limiter, the scheduler, the Sumsub client) leaves. Each
 // iteration runs both halves, one after the other, so that the ratio compares
-// runs under the same load.
+// runs under the same load. It also reports the CPU every process spends per
+// record (cputest: run it alone).
 func BenchmarkPipelineCeiling(b *testing.B) {
 	const n, rate = 5000, 5000
 	e := apitest.New(b, apitest.Options{SumsubRate: rate, ProductionPool: true})
@@ -29,15 +31,24 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 	ids := entities(b, e, business, n)
 	bareRedis := redistest.URL(b)
 
-	var pipeline, bare time.Duration
+	var pipeline, bare, cpu time.Duration
 	for i := 0; b.Loop(); i++ {
 		// The upload is not timed: the worker is not running yet, and the
 		// figure is the pipeline's, from its start to the batch completed.
 		batchID := e.UploadBatch(b, key, apitest.CSVFile(fmt.Sprintf("ceiling%d", i), ids))
+		before, err := cputest.Take(0)
+		if err != nil {
+			b.Fatal(err)
+		}
 		start := time.Now()
 		stop := e.StartWorker(b, 5*time.Second)
 		final := e.WaitBatch(b, key, batchID, 10*time.Minute)
 		stop()
+		after, err := cputest.Take(0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu += after.Sub(before).Total()
 		if final["status"] != "completed" || final["failedRecords"] != float64(0) {
 			b.Fatalf("batch: %v", final)
 		}
@@ -56,6 +67,9 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 	b.ReportMetric(records, "records/s")
 	b.ReportMetric(tasks, "bare-tasks/s")
 	b.ReportMetric(records/tasks, "ratio")
+	// Every process's CPU (this one: API, worker, simulator; PostgreSQL;
+	// Redis) over the pipeline's runs, per record.
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n*b.N), "cpu-ms/record")
 }
 
 // bareAsynq enqueues n no-op tasks with an asynq.Client and runs them with an
@@ -106,8 +120,9 @@ func bareAsynq(b *testing.B, redisURL string, n, concurrency int) time.Duration 
 }
 
 // BenchmarkFairness measures how long a 10-record batch takes, from its
-// upload to its completion, while a 5,000-record batch is running at Sumsub's
-// real limit of 10 requests a second: the batch window is what lets it through.
+// upload to its completion, while a 5,000-record batch of the same business
+// is running at Sumsub's real limit of 10 requests a second: within a
+// business, the batch with the fewest records left goes first.
 func BenchmarkFairness(b *testing.B) {
 	const rate = 10
 	e := apitest.New(b, apitest.Options{SumsubRate: rate})

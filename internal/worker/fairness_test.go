@@ -34,7 +34,7 @@ func (s share) fraction() float64 {
 
 // shares counts the records of the batches processed from since to until
 // (zero: no end), by business.
-func shares(t *testing.T, e *apitest.Env, batches []string, since, until time.Time) map[uuid.UUID]share {
+func shares(t testing.TB, e *apitest.Env, batches []string, since, until time.Time) map[uuid.UUID]share {
 	t.Helper()
 	if until.IsZero() {
 		until = time.Now().Add(time.Hour)
@@ -66,7 +66,7 @@ func shares(t *testing.T, e *apitest.Env, batches []string, since, until time.Ti
 }
 
 // processedOf waits until the batches have processed at least n records in all.
-func processedOf(t *testing.T, e *apitest.Env, batches []string, n int, timeout time.Duration) {
+func processedOf(t testing.TB, e *apitest.Env, batches []string, n int, timeout time.Duration) {
 	t.Helper()
 	waitFor(t, timeout, fmt.Sprintf("%d records processed", n), func() bool {
 		var done int
@@ -88,7 +88,7 @@ type fairBusiness struct {
 
 // newFairBusiness creates a business with the weight (as api
 // set-business-weight stores it) and n entities, returning their ids.
-func newFairBusiness(t *testing.T, e *apitest.Env, weight, n int) (fairBusiness, []uuid.UUID) {
+func newFairBusiness(t testing.TB, e *apitest.Env, weight, n int) (fairBusiness, []uuid.UUID) {
 	t.Helper()
 	key, id := e.Business(t)
 	if _, err := e.Pool.Exec(context.Background(), `UPDATE businesses SET weight = $2 WHERE id = $1`, id, weight); err != nil {
@@ -170,7 +170,7 @@ func TestSmallBusinessGetsItsShare(t *testing.T) {
 
 // cancelAll cancels the batches still running (each with its business's
 // key), so that the worker stops promptly at the test's end.
-func cancelAll(t *testing.T, e *apitest.Env, keyOf map[string]string, key string, more []string) {
+func cancelAll(t testing.TB, e *apitest.Env, keyOf map[string]string, key string, more []string) {
 	t.Helper()
 	for _, batch := range more {
 		keyOf[batch] = key

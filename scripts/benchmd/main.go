@@ -70,10 +70,63 @@ var figures = []figure{
 		cmd: "go test ./internal/worker -run '^$' -bench PipelineCeiling -benchtime 1x -count 5",
 	},
 	{
-		what: "Fairness: a 10-record batch, uploaded while a 5,000-record batch runs at 10/s", bench: "Fairness",
+		what: "… CPU per record, every process (the test's: API, worker, simulator; PostgreSQL; Redis)", bench: "PipelineCeiling",
+		show:   "{cpu-ms/record} ms",
+		target: "≤ 1.5 ms", check: func(m, _ map[string]float64) bool { return m["cpu-ms/record"] <= 1.5 },
+		cmd: "same",
+	},
+	{
+		what: "A 5,000-record batch from upload to completed at 10/s (500 s is the limit itself)", bench: "Batch5000",
+		show:   "{upload-to-completed-s} s",
+		target: "≤ 505 s", check: func(m, _ map[string]float64) bool { return m["upload-to-completed-s"] <= 505 },
+		cmd: "go test ./internal/worker -run '^$' -bench Batch5000 -benchtime 1x -count 1 -timeout 30m",
+	},
+	{
+		what: "Within a business: a 10-record batch, uploaded while its 5,000-record batch runs at 10/s", bench: "Fairness",
 		show:   "completed in {small-batch-s} s",
 		target: "≤ 2 s", check: func(m, _ map[string]float64) bool { return m["small-batch-s"] <= 2 },
 		cmd: "go test ./internal/worker -run '^$' -bench Fairness -benchtime 1x -count 5",
+	},
+	{
+		what: "Between businesses at 10/s: A's one 600-record batch, B's twenty of 30 uploaded 1 s later; A's share over 30 s", bench: "BusinessShares/600_beside_20x30",
+		show:   "{a-share} of the records",
+		target: "≥ 0.45 (90% of half)", check: func(m, _ map[string]float64) bool { return m["a-share"] >= 0.45 },
+		cmd: "go test ./internal/worker -run '^$' -bench BusinessShares -benchtime 1x -count 3",
+	},
+	{
+		what: "… weights 3 and 1: A's share", bench: "BusinessShares/weights_3_and_1",
+		show:   "{a-share} of the records",
+		target: "≥ 0.675 (90% of three quarters)", check: func(m, _ map[string]float64) bool { return m["a-share"] >= 0.675 },
+		cmd: "same",
+	},
+	{
+		what: "… a third business's 10-record batch while A and B saturate the rate", bench: "BusinessShares/third_business",
+		show:   "{c-share} of the records while it had work; completed {c-done-s} s after its upload",
+		target: "≥ 0.30 (90% of a third), ≤ 5 s", check: func(m, _ map[string]float64) bool { return m["c-share"] >= 0.30 && m["c-done-s"] <= 5 },
+		cmd: "same",
+	},
+	{
+		what: "Scheduling decision (a Lua script in Redis, round trip included) with 10 / 100 / 1,000 batches in progress across up to 100 businesses", bench: "Next",
+		show:   "{us/decision-10} / {us/decision-100} / {us/decision-1000} µs; 1,000 ÷ 10: {growth-10-to-1000} ×",
+		target: "grows ≤ 20%", check: func(m, _ map[string]float64) bool { return m["growth-10-to-1000"] <= 1.2 },
+		cmd: "go test ./internal/schedule -run '^$' -bench Next -benchtime 10x -count 5",
+	},
+	{
+		what: "At rest: a worker process, 120 s", bench: "Idle/worker",
+		show:   "{cpu-%}% of a core, {redis-cmds/s} Redis commands/s",
+		target: "≤ 0.5%, ≤ 20 commands/s", check: idleCost,
+		cmd: "IDLE_SECONDS=120 go test ./cmd/worker -run '^$' -bench Idle -benchtime 1x -count 2",
+	},
+	{
+		what: "At rest: the dev server (API, worker, S3, simulator), 120 s", bench: "Idle/devserver",
+		show:   "{cpu-%}% of a core, {redis-cmds/s} Redis commands/s",
+		target: "≤ 0.5%, ≤ 20 commands/s", check: idleCost,
+		cmd: "same",
+	},
+	{
+		what: "estimatedCompletionAt, read at 10% and at 50% of a 200-record batch in a mixed load of three businesses at 10/s", bench: "Estimate",
+		show: "off by {error-at-10%-pct}% and {error-at-50%-pct}% of the time then left (+ late, − early)",
+		cmd:  "go test ./internal/worker -run '^$' -bench Estimate -benchtime 1x -count 3",
 	},
 	{
 		what: "Report: 5,000 records", bench: "BuildReport/records=5000",
@@ -100,6 +153,9 @@ var figures = []figure{
 
 // rateUse: the median run uses 98% of the limit, and no run got a 429.
 func rateUse(med, most map[string]float64) bool { return med["use-ratio"] >= 0.98 && most["429s"] == 0 }
+
+// idleCost: at rest, at most half a percent of a core and 20 Redis commands a second.
+func idleCost(med, _ map[string]float64) bool { return med["cpu-%"] <= 0.5 && med["redis-cmds/s"] <= 20 }
 
 func main() {
 	chaos := flag.String("chaos", "", "a `make chaos` output to include")

@@ -88,6 +88,9 @@ func WaitHTTP(tb testing.TB, url string) int {
 	return 0
 }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Terminate sends SIGTERM.
 func (p *Process) Terminate(tb testing.TB) {
 	tb.Helper()
