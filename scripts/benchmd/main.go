@@ -155,7 +155,9 @@ var figures = []figure{
 func rateUse(med, most map[string]float64) bool { return med["use-ratio"] >= 0.98 && most["429s"] == 0 }
 
 // idleCost: at rest, at most half a percent of a core and 20 Redis commands a second.
-func idleCost(med, _ map[string]float64) bool { return med["cpu-%"] <= 0.5 && med["redis-cmds/s"] <= 20 }
+func idleCost(med, _ map[string]float64) bool {
+	return med["cpu-%"] <= 0.5 && med["redis-cmds/s"] <= 20
+}
 
 func main() {
 	chaos := flag.String("chaos", "", "a `make chaos` output to include")
