@@ -116,8 +116,8 @@ func TestCreate(t *testing.T) {
 			if _, err := store.Create(ctx, external, typ); !errors.Is(err, entity.ErrInvalidType) {
 				t.Errorf("Create with type %q: %v, want %v", typ, err, entity.ErrInvalidType)
 			}
-			if ok, err := entity.Exists(ctx, pool, business, external); err != nil || ok {
-				t.Errorf("Exists after a refused Create: %v, %v; want false", ok, err)
+			if missing, err := entity.Missing(ctx, pool, business, []uuid.UUID{external}); err != nil || !missing[external] {
+				t.Errorf("Missing after a refused Create: %v, %v; want it missing", missing, err)
 			}
 		})
 	}
@@ -538,36 +538,22 @@ func TestApplyReview(t *testing.T) {
 	}
 }
 
-func TestExists(t *testing.T) {
+func TestMissing(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	business, _ := newBusiness(t, pool)
 	other, _ := newBusiness(t, pool)
 	e := newEntity(t, pool, business, "", "", "")
 	foreign := newEntity(t, pool, other, "", "", "")
-
-	tests := []struct {
-		name     string
-		external uuid.UUID
-		want     bool
-	}{
-		{name: "the business's external id", external: e.ExternalID, want: true},
-		{name: "unknown external id", external: uuid.New()},
-		{name: "another business's external id", external: foreign.ExternalID},
-		// Exists answers for external ids only: the id is ours, not the business's.
-		{name: "an entity's id", external: e.ID},
+	unknown := uuid.New()
+	// Missing answers for external ids only: an entity's id is ours, not the business's.
+	got, err := entity.Missing(context.Background(), pool, business, []uuid.UUID{e.ExternalID, unknown, foreign.ExternalID, e.ID, e.ExternalID})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := entity.Exists(context.Background(), pool, business, tt.external)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("Exists(%s) = %v, want %v", tt.external, got, tt.want)
-			}
-		})
+	want := map[uuid.UUID]bool{unknown: true, foreign.ExternalID: true, e.ID: true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Missing (-want +got):\n%s", diff)
 	}
 }
 

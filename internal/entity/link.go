@@ -16,15 +16,23 @@ import (
 // sumsubhook's reviews) in their transactions: they take a database.DB and
 // name the business explicitly, since no API caller is behind them.
 
-// Exists reports whether the business has an entity with the external id.
-func Exists(ctx context.Context, db database.DB, business, externalID uuid.UUID) (bool, error) {
-	var ok bool
-	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM entities WHERE business_id = $1 AND external_id = $2)`,
-		business, externalID).Scan(&ok)
+// Missing returns those of the external ids that name no entity of the business.
+func Missing(ctx context.Context, db database.DB, business uuid.UUID, externalIDs []uuid.UUID) (map[uuid.UUID]bool, error) {
+	rows, err := db.Query(ctx, `
+		SELECT x FROM unnest($2::uuid[]) AS x
+		WHERE NOT EXISTS (SELECT 1 FROM entities WHERE business_id = $1 AND external_id = x)`, business, externalIDs)
 	if err != nil {
-		return false, fmt.Errorf("look up entity %s: %w", externalID, err)
+		return nil, fmt.Errorf("look up entities: %w", err)
 	}
-	return ok, nil
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("look up entities: %w", err)
+	}
+	missing := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		missing[id] = true
+	}
+	return missing, nil
 }
 
 // CardTokenHeldElsewhere reports whether one of the card tokens (mapped to

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kycbatch/kycbatch/internal/entity"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/metrics"
@@ -74,13 +73,16 @@ func (c PipelineConfig) preparers() int {
 }
 
 // Pipeline sends records to Sumsub, in the order the scheduler hands them
-// out: each process prepares a record (picked, claimed, its entity checked)
-// just before a permit of the global limiter is free, and sends it the
+// out: each process prepares a record (picked and claimed) just before a
+// permit of the global limiter is free, and sends it the
 // moment the permit comes, so that nothing but the request stands between
 // the permit and Sumsub's clock, and a batch uploaded now competes for the
 // next decision, with nothing queued ahead of it. The processes share the
 // limit and the schedule through Redis; PostgreSQL holds every record's state.
 type Pipeline struct {
+	// cursors holds, for each batch, the last row this process claimed: its
+	// next claim looks after it (see records.claim).
+	cursors sync.Map
 	records records
 	files   FileStore
 	sumsub  Importer
@@ -201,11 +203,10 @@ func (p *Pipeline) idle(ctx context.Context) (idle bool, check time.Time) {
 	return !ready, check
 }
 
-// nextRecord prepares the record the schedule picks: claimed (its attempt
-// marked before the call) and its entity checked. ok is false when the
-// schedule had nothing to send now (wake: when the first retry is due);
-// with ok true, c is nil when the pick came to nothing (the schedule's count
-// was ahead, or the record has no entity and failed at once).
+// nextRecord prepares the record the schedule picks: claimed, its attempt
+// marked before the call. ok is false when the schedule had nothing to send
+// now (wake: when the first retry is due); with ok true, c is nil when the
+// pick came to nothing (the schedule's count was ahead).
 func (p *Pipeline) nextRecord(ctx context.Context) (c *claimed, ok bool, wake time.Time, err error) {
 	pick, ok, wake, err := p.sched.Next(ctx)
 	if errors.Is(err, schedule.ErrLost) {
@@ -216,31 +217,34 @@ func (p *Pipeline) nextRecord(ctx context.Context) (c *claimed, ok bool, wake ti
 	if err != nil || !ok {
 		return nil, false, wake, err
 	}
-	claimed, found, err := p.records.claim(ctx, pick.Batch, p.cfg.lease())
+	after, _ := p.cursors.Load(pick.Batch)
+	claimed, found, err := p.records.claim(ctx, pick.Batch, intOr(after, 0), p.cfg.lease())
+	if err == nil && !found && after != nil {
+		// Nothing after the cursor: a record put back behind it, or none.
+		claimed, found, err = p.records.claim(ctx, pick.Batch, 0, p.cfg.lease())
+	}
 	if err != nil {
 		return nil, false, time.Time{}, err
 	}
 	if !found {
 		// Nothing to send now: records in flight or waiting out a retry
 		// come back by themselves.
+		p.cursors.Delete(pick.Batch)
 		return nil, true, time.Time{}, p.sched.Drop(ctx, pick.Business, pick.Batch, true)
 	}
+	p.cursors.Store(pick.Batch, claimed.Row)
 	if pick.Last {
+		p.cursors.Delete(pick.Batch)
 		p.mend(ctx, pick)
 	}
-	// A record of no entity is not sent: its share token stays unused.
-	exists, err := entity.Exists(ctx, p.records.pool, claimed.BusinessID, claimed.ExternalID)
-	if err != nil || !exists {
-		if uerr := p.records.unmarkAttempt(context.WithoutCancel(ctx), &claimed); uerr != nil {
-			return nil, false, time.Time{}, uerr
-		}
-		if err != nil {
-			return nil, false, time.Time{}, err
-		}
-		return nil, true, time.Time{}, p.finish(ctx, claimed.BatchID, claimed.Row, nil,
-			outcome{Status: "failed", ErrorCode: CodeEntityNotFound, ErrorMessage: msgEntityNotFound})
-	}
 	return &claimed, true, time.Time{}, nil
+}
+
+func intOr(v any, def int) int {
+	if n, ok := v.(int); ok {
+		return n
+	}
+	return def
 }
 
 // unsend returns a prepared record that was not sent: its attempt taken

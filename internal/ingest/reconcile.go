@@ -36,7 +36,7 @@ func (p *Pipeline) Reconcile(ctx context.Context) error {
 	}
 	var errs []error
 	for _, b := range batches {
-		if b.Status == "in_progress" && b.Remaining == 0 {
+		if b.Remaining == 0 {
 			errs = append(errs, p.complete(ctx, b.ID))
 		}
 	}

@@ -48,17 +48,22 @@ type claimed struct {
 const eligibleSQL = `(r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - %s::interval)
 	AND (r.retry_at IS NULL OR r.retry_at <= now())`
 
-// claim takes the batch's first record that may be sent now and marks that
-// a Sumsub call starts for it, before the call, in one statement; the batch
-// goes in progress with its first record. ok is false, and nothing marked,
-// when the batch has no such record (the scheduler's count was ahead) or is
-// no longer pending or in progress. Two claims at once take two records.
-func (s records) claim(ctx context.Context, batchID uuid.UUID, lease time.Duration) (c claimed, ok bool, err error) {
+// claim takes the batch's first record after row `after` that may be sent
+// now and marks that a Sumsub call starts for it, before the call, in one
+// statement; the batch goes in progress with its first record. ok is false,
+// and nothing marked, when the batch has no such record (the scheduler's
+// count was ahead) or is no longer pending or in progress. Two claims at
+// once take two records.
+//
+// after spares the claim the index entries of the records already final
+// before it (they stay in the index of pending records until a vacuum): a
+// claim from the batch's start walks past all of them.
+func (s records) claim(ctx context.Context, batchID uuid.UUID, after int, lease time.Duration) (c claimed, ok bool, err error) {
 	var token, level, card *string
 	err = s.pool.QueryRow(ctx, `
 		WITH next AS (
 			SELECT r.row_number FROM batch_records r
-			WHERE r.batch_id = $1 AND r.status = 'pending' AND `+fmt.Sprintf(eligibleSQL, "$2")+`
+			WHERE r.batch_id = $1 AND r.status = 'pending' AND r.row_number > $3 AND `+fmt.Sprintf(eligibleSQL, "$2")+`
 			ORDER BY r.row_number LIMIT 1 FOR UPDATE SKIP LOCKED
 		), started AS (
 			UPDATE batches SET status = 'in_progress', started_at = now(), updated_at = now()
@@ -69,7 +74,7 @@ func (s records) claim(ctx context.Context, batchID uuid.UUID, lease time.Durati
 		WHERE r.batch_id = $1 AND r.row_number = next.row_number
 		  AND b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
 		RETURNING r.row_number, r.attempts, r.answered_attempts, r.refusals, r.share_token, r.applicant_level,
-			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease).
+			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease, after).
 		Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, false, nil
@@ -216,9 +221,11 @@ func (s records) finish(ctx context.Context, batchID uuid.UUID, row int, c *clai
 }
 
 // finishImported is finish for an imported applicant: an explicit
-// transaction in two round trips, its BEGIN sent with the record's lock and
-// the entity's update, its COMMIT with the outcome (or a ROLLBACK, when the
-// record was final already).
+// transaction in two round trips. The first, with its BEGIN, stores the
+// outcome as the import has it and links the applicant to the entity; the
+// second commits, after correcting the record when the link decided
+// otherwise (the card token held by another entity, the entity gone, a
+// review recorded first), or rolls back when the record was final already.
 func (s records) finishImported(ctx context.Context, c *claimed, o outcome) (done bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -233,40 +240,61 @@ func (s records) finishImported(ctx context.Context, c *claimed, o outcome) (don
 		}
 	}()
 
-	var pending bool
 	var linked entity.Linked
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	// The record is locked first: a concurrent finish of it waits, then finds it final.
-	b.Queue(`SELECT EXISTS (SELECT 1 FROM batch_records WHERE batch_id = $1 AND row_number = $2 AND status = 'pending' FOR UPDATE)`,
-		c.BatchID, c.Row).QueryRow(func(r pgx.Row) error { return r.Scan(&pending) })
+	queueOutcome(b, c.BatchID, c.Row, o, &done)
 	entity.QueueLinkApplicant(b, entity.Link{
 		Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
 	}, &linked)
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return false, err
 	}
-	if !pending {
+	if !done {
 		_, err = conn.Exec(ctx, "ROLLBACK") // the entity's update goes with it
 		return false, err
 	}
-	switch {
-	case !linked.Found:
-		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeEntityNotFound, msgEntityNotFound
-	case linked.CardTaken:
-		o.Status, o.ErrorCode, o.ErrorMessage = "failed", CodeDuplicateCardToken, msgDuplicateCardToken
-	}
-	if linked.ReviewAnswer != "" {
-		o.ReviewStatus, o.ReviewAnswer = "completed", linked.ReviewAnswer
-	}
 	b = &pgx.Batch{}
-	queueOutcome(b, c.BatchID, c.Row, o, &done)
+	if fixed, changed := linkedOutcome(o, linked); changed {
+		b.Queue(correctOutcomeSQL, c.BatchID, c.Row, o.Status, fixed.Status, nullable(fixed.ReviewStatus), nullable(fixed.ReviewAnswer),
+			nullable(fixed.ErrorCode), nullable(fixed.ErrorMessage))
+	}
 	b.Queue("COMMIT")
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return false, err
 	}
-	return done, nil
+	return true, nil
 }
+
+// linkedOutcome is the outcome as the entity's link decides it, and
+// whether that differs from the import's.
+func linkedOutcome(o outcome, linked entity.Linked) (outcome, bool) {
+	fixed := o
+	switch {
+	case !linked.Found:
+		fixed.Status, fixed.ErrorCode, fixed.ErrorMessage = "failed", CodeEntityNotFound, msgEntityNotFound
+	case linked.CardTaken:
+		fixed.Status, fixed.ErrorCode, fixed.ErrorMessage = "failed", CodeDuplicateCardToken, msgDuplicateCardToken
+	}
+	if linked.ReviewAnswer != "" {
+		fixed.ReviewStatus, fixed.ReviewAnswer = "completed", linked.ReviewAnswer
+	}
+	return fixed, fixed != o
+}
+
+// correctOutcomeSQL corrects a record's stored outcome ($1 batch, $2 row,
+// $3 the status stored, $4 the right one, $5 review status, $6 review
+// answer, $7 error code, $8 error message) and moves its count between the
+// counter slot's columns.
+const correctOutcomeSQL = `
+	WITH fixed AS (
+		UPDATE batch_records SET status = $4, review_status = $5, review_answer = $6, error_code = $7, error_message = $8
+		WHERE batch_id = $1 AND row_number = $2
+	)
+	UPDATE batch_counters SET
+		succeeded = succeeded - ($3 = 'succeeded')::int + ($4 = 'succeeded')::int,
+		failed = failed - ($3 = 'failed')::int + ($4 = 'failed')::int
+	WHERE batch_id = $1 AND slot = $2 % 16`
 
 // queueOutcome queues the outcome's statement on b; stored reports whether it stored it.
 func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *bool) {
@@ -279,7 +307,7 @@ func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *b
 	})
 }
 
-// completeIfDone completes the batch if it is in progress and every record of
+// completeIfDone completes the batch if it is active and every record of
 // it is counted, with its batch.completed event, and reports whether it did.
 // It runs after the commit of each outcome, so of two records finishing at
 // once, the check that starts last sees both. A worker dying in between
@@ -287,7 +315,7 @@ func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *b
 func (s records) completeIfDone(ctx context.Context, batchID uuid.UUID) (bool, error) {
 	var done bool
 	err := s.pool.QueryRow(ctx, `
-		SELECT status = 'in_progress' AND total_records <= (
+		SELECT status IN ('pending', 'in_progress') AND total_records <= (
 			SELECT coalesce(sum(succeeded + failed + cancelled), 0) FROM batch_counters WHERE batch_id = $1)
 		FROM batches WHERE id = $1`, batchID).Scan(&done)
 	if err != nil {
@@ -304,12 +332,12 @@ func (s records) completeIfDone(ctx context.Context, batchID uuid.UUID) (bool, e
 }
 
 // complete marks the batch completed, with its batch.completed event, in tx
-// when it is in progress and every record of it is counted.
+// when it is pending or in progress and every record of it is counted.
 func complete(ctx context.Context, tx pgx.Tx, batchID uuid.UUID) (bool, error) {
 	var business uuid.UUID
 	err := tx.QueryRow(ctx, `
-		UPDATE batches SET status = 'completed', completed_at = now(), updated_at = now()
-		WHERE id = $1 AND status = 'in_progress' AND total_records <= (
+		UPDATE batches SET status = 'completed', started_at = coalesce(started_at, now()), completed_at = now(), updated_at = now()
+		WHERE id = $1 AND status IN ('pending', 'in_progress') AND total_records <= (
 			SELECT coalesce(sum(succeeded + failed + cancelled), 0) FROM batch_counters WHERE batch_id = $1)
 		RETURNING business_id`, batchID).Scan(&business)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -34,7 +34,7 @@ func TestClaim(t *testing.T) {
 	type got struct{ Row, Attempt, Refusals int }
 	claim := func(lease time.Duration) *got {
 		t.Helper()
-		c, ok, err := s.claim(ctx, batch, lease)
+		c, ok, err := s.claim(ctx, batch, 0, lease)
 		if err != nil {
 			t.Fatal(err)
 		}

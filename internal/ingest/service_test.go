@@ -167,7 +167,7 @@ func rowsFile(ids []uuid.UUID) []byte {
 }
 
 // TestUpload: a valid file becomes a pending batch with its records, its raw
-// bytes in S3 and its dispatch task in Redis, and leaves no note of an
+// bytes in S3 and its records in the schedule, and leaves no note of an
 // unfinished upload.
 func TestUpload(t *testing.T) {
 	t.Parallel()
@@ -282,6 +282,51 @@ func TestUpload(t *testing.T) {
 			t.Errorf("a fourth pick: %+v, %v, %v; want none", pick, ok, err)
 		}
 	})
+}
+
+// TestUploadMissingEntities: a row naming no entity of the business is stored
+// failed with ENTITY_NOT_FOUND, counted, without its share token, and never
+// scheduled; a batch of such rows alone is completed by its upload.
+func TestUploadMissingEntities(t *testing.T) {
+	t.Parallel()
+	e := newServiceEnv(t)
+	ctx, _ := e.business(t, "acme")
+	other, _ := e.business(t, "other")
+	ids := e.entities(t, ctx, 1)
+	theirs := e.entities(t, other, 1)[0] // an entity, but another business's
+
+	b := e.upload(t, ctx, "mixed", rowsFile([]uuid.UUID{uuid.New(), ids[0], theirs}))
+	st, err := e.svc.Status(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "pending" || st.Total != 3 || st.Failed != 2 || st.Remaining() != 1 {
+		t.Errorf("batch: %+v, want pending with 2 of 3 records failed", st.Batch)
+	}
+	notFound := []ErrorGroup{{Code: CodeEntityNotFound, Message: msgEntityNotFound, Count: 2}}
+	if diff := cmp.Diff(notFound, st.Errors); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	if n := e.count(t, `SELECT count(*) FROM batch_records WHERE batch_id = $1 AND status = 'failed'
+		AND share_token IS NULL AND attempts = 0 AND processed_at IS NOT NULL`, b.ID); n != 2 {
+		t.Errorf("%d failed records without their share token, want 2", n)
+	}
+	pick, ok, _, err := e.sched.Next(context.Background())
+	if err != nil || !ok || pick.Batch != b.ID || !pick.Last {
+		t.Fatalf("pick: %+v, %v, %v; want the batch's one record to send", pick, ok, err)
+	}
+
+	none := e.upload(t, ctx, "none", rowsFile([]uuid.UUID{uuid.New(), theirs}))
+	st, err = e.svc.Status(ctx, none.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "completed" || st.Failed != 2 || st.CompletedAt == nil || st.EstimatedCompletion != nil {
+		t.Errorf("batch of missing entities only: %+v, want completed with 2 failed", st)
+	}
+	if pick, ok, _, err := e.sched.Next(context.Background()); err != nil || ok {
+		t.Errorf("pick: %+v, %v, %v; want none", pick, ok, err)
+	}
 }
 
 // bigFile returns a file over MaxFileBytes that breaks no other rule: few

@@ -67,13 +67,13 @@ func NewService(pool *pgxpool.Pool, files FileStore, sched *schedule.Scheduler, 
 	return &Service{pool: pool, files: files, sched: sched, outbox: outbox, logger: logger, rate: rate}
 }
 
-// schedule puts a new batch's records in the schedule, with its business's weight.
+// schedule puts a new batch's records to send in the schedule, with its business's weight.
 func (s *Service) schedule(ctx context.Context, b Batch) error {
 	weights, err := auth.Weights(ctx, s.pool, []uuid.UUID{b.BusinessID})
 	if err != nil {
 		return err
 	}
-	return s.sched.Add(ctx, b.BusinessID, weights[b.BusinessID], b.ID, b.Total)
+	return s.sched.Add(ctx, b.BusinessID, weights[b.BusinessID], b.ID, b.Remaining())
 }
 
 // CheckKey returns ErrKeyUsed when a batch of the calling business holds the
@@ -118,6 +118,16 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 	if held {
 		return Batch{}, ErrDuplicateCard
 	}
+	// A row of no entity fails at once: it is never sent to Sumsub, and its
+	// share token stays unused.
+	externalIDs := make([]uuid.UUID, len(spool.parsed.Records))
+	for i, r := range spool.parsed.Records {
+		externalIDs[i] = r.ExternalID
+	}
+	missing, err := entity.Missing(ctx, s.pool, business, externalIDs)
+	if err != nil {
+		return Batch{}, err
+	}
 
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -138,7 +148,7 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 		batch, err = s.create(ctx, newBatch{
 			ID: id, BusinessID: business, IdempotencyKey: key,
 			FileKey: fileKey, FileSize: spool.size, FileSHA256: spool.sha256,
-		}, spool.parsed.Records)
+		}, spool.parsed.Records, missing)
 	}
 	if err != nil {
 		// The file may be in S3 (a PUT can fail after storing it): delete
@@ -149,8 +159,16 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 
 	// The batch is stored: from here on the upload succeeds. Its records
 	// join the schedule, which wakes the workers; if Redis is unavailable,
-	// the reconciler puts them there later.
-	if err := s.schedule(ctx, batch); err != nil {
+	// the reconciler puts them there later. A batch whose every row named no
+	// entity has nothing to send: it is completed (the answer says pending,
+	// as it was stored).
+	if batch.Remaining() == 0 {
+		if completed, err := (records{pool: s.pool}).completeIfDone(ctx, batch.ID); err != nil {
+			s.logger.WarnContext(ctx, "complete the batch; the reconciler will", "batch_id", batch.ID, "error", err)
+		} else if completed {
+			s.outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: batch.ID.String()})
+		}
+	} else if err := s.schedule(ctx, batch); err != nil {
 		s.logger.WarnContext(ctx, "schedule the batch; the reconciler will", "batch_id", batch.ID, "error", err)
 	}
 	s.logger.InfoContext(ctx, "batch uploaded", "batch_id", batch.ID, "business_id", business, "records", batch.Total, "bytes", spool.size)
@@ -168,18 +186,25 @@ type newBatch struct {
 }
 
 // create stores the batch and all its records, and clears its file's note,
-// in one transaction. A concurrent upload with the same idempotency key
-// waits on the unique index until this one commits, then gets ErrKeyUsed.
-func (s *Service) create(ctx context.Context, b newBatch, records []Record) (Batch, error) {
+// in one transaction. The records of missing entities are stored failed,
+// with ENTITY_NOT_FOUND, and counted. A concurrent upload with the same
+// idempotency key waits on the unique index until this one commits, then
+// gets ErrKeyUsed.
+func (s *Service) create(ctx context.Context, b newBatch, records []Record, missing map[uuid.UUID]bool) (Batch, error) {
+	failed := 0
+	for _, r := range records {
+		if missing[r.ExternalID] {
+			failed++
+		}
+	}
 	var batch Batch
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// A new batch has counted nothing: its counters are the zeros here.
 		var err error
 		batch, err = scanBatch(tx.QueryRow(ctx, `
 			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
 			VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7)
-			RETURNING id, business_id, provider, status, total_records, 0, 0, 0, created_at, updated_at, started_at, completed_at`,
-			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256))
+			RETURNING id, business_id, provider, status, total_records, 0, $8::int, 0, created_at, updated_at, started_at, completed_at`,
+			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256, failed))
 		if database.IsUniqueViolation(err, "batches_business_id_idempotency_key_key") {
 			return ErrKeyUsed
 		}
@@ -187,18 +212,32 @@ func (s *Service) create(ctx context.Context, b newBatch, records []Record) (Bat
 			return fmt.Errorf("insert batch: %w", err)
 		}
 		batchID := pgtype.UUID{Bytes: b.ID, Valid: true}
+		notFound := []any{"failed", pgtype.Text{String: CodeEntityNotFound, Valid: true}, pgtype.Text{String: msgEntityNotFound, Valid: true},
+			pgtype.Timestamptz{Time: batch.CreatedAt, Valid: true}}
+		pending := []any{"pending", pgtype.Text{}, pgtype.Text{}, pgtype.Timestamptz{}}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"batch_records"},
-			[]string{"batch_id", "row_number", "external_id", "share_token", "applicant_level", "card_processor_public_token"},
+			[]string{"batch_id", "row_number", "external_id", "share_token", "applicant_level", "card_processor_public_token",
+				"status", "error_code", "error_message", "processed_at"},
 			pgx.CopyFromSlice(len(records), func(i int) ([]any, error) {
 				// pgtype values encode directly; uuid.UUID would go through
 				// driver.Valuer and a failed plan per value (half the upload's CPU).
 				r := records[i]
-				return []any{batchID, int32(r.Row), pgtype.UUID{Bytes: r.ExternalID, Valid: true}, r.ShareToken,
+				row := []any{batchID, int32(r.Row), pgtype.UUID{Bytes: r.ExternalID, Valid: true}, pgtype.Text{String: r.ShareToken, Valid: true},
 					pgtype.Text{String: r.ApplicantLevel, Valid: r.ApplicantLevel != ""},
-					pgtype.Text{String: r.CardProcessorPublicToken, Valid: r.CardProcessorPublicToken != ""}}, nil
+					pgtype.Text{String: r.CardProcessorPublicToken, Valid: r.CardProcessorPublicToken != ""}}
+				if missing[r.ExternalID] {
+					row[3] = pgtype.Text{} // the token is never sent: not kept
+					return append(row, notFound...), nil
+				}
+				return append(row, pending...), nil
 			}))
 		if err != nil {
 			return fmt.Errorf("copy %d records: %w", len(records), err)
+		}
+		if failed > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO batch_counters (batch_id, slot, failed) VALUES ($1, 0, $2)`, b.ID, failed); err != nil {
+				return fmt.Errorf("count records of missing entities: %w", err)
+			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM pending_uploads WHERE file_key = $1`, b.FileKey); err != nil {
 			return fmt.Errorf("clear note of %s: %w", b.FileKey, err)

@@ -49,6 +49,7 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 			b.Fatal(err)
 		}
 		cpu += after.Sub(before).Total()
+		b.Logf("CPU of the run: %+v", after.Sub(before))
 		if final["status"] != "completed" || final["failedRecords"] != float64(0) {
 			b.Fatalf("batch: %v", final)
 		}
