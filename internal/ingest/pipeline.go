@@ -84,6 +84,8 @@ type Pipeline struct {
 	// next claim looks after it (see records.claim).
 	cursors sync.Map
 	records records
+	// group stores outcomes that end at once together.
+	group   grouper
 	files   FileStore
 	sumsub  Importer
 	limiter Limiter
@@ -97,7 +99,8 @@ type Pipeline struct {
 // NewPipeline returns a Pipeline; files holds the raw uploads the reconciler sweeps.
 func NewPipeline(pool *pgxpool.Pool, files FileStore, importer Importer, limiter Limiter, sched *schedule.Scheduler,
 	outbox *event.Outbox, cfg PipelineConfig, logger *slog.Logger, m *metrics.Metrics) *Pipeline {
-	return &Pipeline{records: records{pool: pool}, files: files, sumsub: importer, limiter: limiter, sched: sched,
+	r := records{pool: pool}
+	return &Pipeline{records: r, group: grouper{records: r}, files: files, sumsub: importer, limiter: limiter, sched: sched,
 		outbox: outbox, cfg: cfg, logger: logger, metrics: m}
 }
 
@@ -370,17 +373,25 @@ const storeRetry = time.Minute
 func (p *Pipeline) finish(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome) error {
 	// The outcome is stored even if the context ends now: Sumsub has answered.
 	ctx = context.WithoutCancel(ctx)
-	done, err := p.records.finish(ctx, batchID, row, c, o)
+	t := toStore{BatchID: batchID, Row: row, Claimed: c, Outcome: o}
+	res, err := p.group.store(ctx, t)
+	// Retried alone: an outcome PostgreSQL refuses fails no other.
 	for delay, deadline := 100*time.Millisecond, time.Now().Add(storeRetry); err != nil && time.Now().Add(delay).Before(deadline); delay = min(2*delay, 2*time.Second) {
 		p.logger.WarnContext(ctx, "store the outcome; retrying", "in", delay, "error", err)
 		time.Sleep(delay)
-		done, err = p.records.finish(ctx, batchID, row, c, o)
+		var list []storeResult
+		if list, err = p.records.store(ctx, []toStore{t}); err == nil {
+			res = list[0]
+		}
 	}
-	if err != nil || !done {
+	if err != nil || !res.Stored {
 		return err
 	}
 	p.metrics.Records.WithLabelValues(o.Status).Inc()
 	p.logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
+	if !res.BatchDone {
+		return nil
+	}
 	completed, err := p.records.completeIfDone(ctx, batchID)
 	switch {
 	case err != nil:

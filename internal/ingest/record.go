@@ -1,9 +1,12 @@
 package ingest
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -173,6 +176,10 @@ const (
 	maxStoredMessageLength = 1000
 )
 
+// counterSlots is how many batch_counters rows count a batch's outcomes:
+// record row_number goes in slot row_number % 16 (the SQL below says 16).
+const counterSlots = 16
+
 // storeOutcomeSQL stores a pending record's outcome ($1 batch, $2 row, $3
 // status, $4 applicant, $5 review status, $6 review answer, $7 error code,
 // $8 error message) and counts it in one of its batch's 16 counter slots; a
@@ -194,42 +201,44 @@ const storeOutcomeSQL = `
 	)
 	SELECT count(*) FROM stored`
 
-// finish stores a record's outcome, the batch's counters and, when an
-// applicant was imported (c is the claimed record), the entity's update, in
-// one transaction. A record that is already final (a call's answer stored
-// twice) is left alone, the entity too: done is false then. The caller then
-// calls completeIfDone.
-//
-// The entity's update decides the outcome: the record fails with
-// DUPLICATE_CARD_PROCESSOR_TOKEN when another entity of the business holds
-// its card token, and with ENTITY_NOT_FOUND when the entity was deleted
-// while the call was in flight; a review webhook that came before the link
-// gives the record its review.
-func (s records) finish(ctx context.Context, batchID uuid.UUID, row int, c *claimed, o outcome) (done bool, err error) {
-	if o.ApplicantID == "" {
-		// Nothing to link: one statement.
-		b := &pgx.Batch{}
-		queueOutcome(b, batchID, row, o, &done)
-		err = s.pool.SendBatch(ctx, b).Close()
-	} else {
-		done, err = s.finishImported(ctx, c, o)
-	}
-	if err != nil {
-		return false, fmt.Errorf("store outcome of %s: %w", recordID(batchID, row), err)
-	}
-	return done, nil
+// toStore is an outcome to store: of record Row of batch BatchID, and of
+// its claim c when a call was made (nil: none was, as for a record cancelled).
+type toStore struct {
+	BatchID uuid.UUID
+	Row     int
+	Claimed *claimed
+	Outcome outcome
 }
 
-// finishImported is finish for an imported applicant: an explicit
-// transaction in two round trips. The first, with its BEGIN, stores the
-// outcome as the import has it and links the applicant to the entity; the
-// second commits, after correcting the record when the link decided
-// otherwise (the card token held by another entity, the entity gone, a
-// review recorded first), or rolls back when the record was final already.
-func (s records) finishImported(ctx context.Context, c *claimed, o outcome) (done bool, err error) {
+// storeResult says what storing an outcome did.
+type storeResult struct {
+	// Stored is false when the record was final already (a call's answer
+	// stored twice): nothing was changed.
+	Stored bool
+	// BatchDone is true when every record of the batch was counted once
+	// the outcome was committed: the caller then calls completeIfDone. Of
+	// a group's outcomes, one per batch says so.
+	BatchDone bool
+}
+
+// store stores a group of outcomes (of distinct records) in one
+// transaction: each record's outcome, its batch's counters and, when an
+// applicant was imported, the entity's update. Three round trips however
+// many outcomes: the first, with its BEGIN, stores the outcomes as the
+// calls have them; the second links the imported applicants to their
+// entities; the third corrects the records whose link decided otherwise
+// (the card token held by another entity, the entity gone, a review
+// recorded first), commits, and then checks whether their batches are done
+// (after the commit: of two records finishing at once, the check that
+// starts last sees both).
+//
+// Locks are taken in one order (records and counter slots by batch and
+// slot, then entities by business and external id), so that groups stored
+// at once by several workers wait for each other instead of deadlocking.
+func (s records) store(ctx context.Context, list []toStore) (res []storeResult, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	// A connection an error left inside the transaction is rolled back; if
 	// even that fails, the pool closes it on release rather than reuse it.
@@ -240,30 +249,68 @@ func (s records) finishImported(ctx context.Context, c *claimed, o outcome) (don
 		}
 	}()
 
-	var linked entity.Linked
+	res = make([]storeResult, len(list))
+	order := make([]int, len(list))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := list[i], list[j]
+		return cmp.Or(bytes.Compare(a.BatchID[:], b.BatchID[:]), cmp.Compare(a.Row%counterSlots, b.Row%counterSlots), cmp.Compare(a.Row, b.Row))
+	})
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	queueOutcome(b, c.BatchID, c.Row, o, &done)
-	entity.QueueLinkApplicant(b, entity.Link{
-		Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
-	}, &linked)
+	for _, i := range order {
+		queueOutcome(b, list[i].BatchID, list[i].Row, list[i].Outcome, &res[i].Stored)
+	}
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return false, err
+		return nil, err
 	}
-	if !done {
-		_, err = conn.Exec(ctx, "ROLLBACK") // the entity's update goes with it
-		return false, err
+
+	var links []int
+	for _, i := range order {
+		if res[i].Stored && list[i].Outcome.ApplicantID != "" {
+			links = append(links, i)
+		}
 	}
+	linked := make([]entity.Linked, len(list))
+	if len(links) > 0 {
+		slices.SortFunc(links, func(i, j int) int {
+			a, b := list[i].Claimed, list[j].Claimed
+			return cmp.Or(bytes.Compare(a.BusinessID[:], b.BusinessID[:]), bytes.Compare(a.ExternalID[:], b.ExternalID[:]))
+		})
+		b = &pgx.Batch{}
+		for _, i := range links {
+			c, o := list[i].Claimed, list[i].Outcome
+			entity.QueueLinkApplicant(b, entity.Link{
+				Business: c.BusinessID, ExternalID: c.ExternalID, ApplicantID: o.ApplicantID, KYCStatus: o.KYCStatus, CardToken: c.CardToken,
+			}, &linked[i])
+		}
+		if err = conn.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
+	}
+
 	b = &pgx.Batch{}
-	if fixed, changed := linkedOutcome(o, linked); changed {
-		b.Queue(correctOutcomeSQL, c.BatchID, c.Row, o.Status, fixed.Status, nullable(fixed.ReviewStatus), nullable(fixed.ReviewAnswer),
-			nullable(fixed.ErrorCode), nullable(fixed.ErrorMessage))
+	for _, i := range links {
+		t := list[i]
+		if fixed, changed := linkedOutcome(t.Outcome, linked[i]); changed {
+			b.Queue(correctOutcomeSQL, t.BatchID, t.Row, t.Outcome.Status, fixed.Status, nullable(fixed.ReviewStatus),
+				nullable(fixed.ReviewAnswer), nullable(fixed.ErrorCode), nullable(fixed.ErrorMessage))
+		}
 	}
 	b.Queue("COMMIT")
-	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return false, err
+	checked := make(map[uuid.UUID]bool)
+	for _, i := range order {
+		if id := list[i].BatchID; res[i].Stored && !checked[id] {
+			checked[id] = true
+			b.Queue(batchDoneSQL, id).QueryRow(func(row pgx.Row) error { return row.Scan(&res[i].BatchDone) })
+		}
 	}
-	return true, nil
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // linkedOutcome is the outcome as the entity's link decides it, and
@@ -307,24 +354,22 @@ func queueOutcome(b *pgx.Batch, batchID uuid.UUID, row int, o outcome, stored *b
 	})
 }
 
+// batchDoneSQL says whether batch $1 is active with every record counted.
+const batchDoneSQL = `
+	SELECT status IN ('pending', 'in_progress') AND total_records <= (
+		SELECT coalesce(sum(succeeded + failed + cancelled), 0) FROM batch_counters WHERE batch_id = $1)
+	FROM batches WHERE id = $1`
+
 // completeIfDone completes the batch if it is active and every record of
 // it is counted, with its batch.completed event, and reports whether it did.
-// It runs after the commit of each outcome, so of two records finishing at
-// once, the check that starts last sees both. A worker dying in between
-// leaves the batch to the reconciler, whose start completes it.
+// It runs once an outcome's commit found the batch done (store), so of two
+// records finishing at once, the check that starts last sees both. A worker
+// dying in between leaves the batch to the reconciler, whose start
+// completes it.
 func (s records) completeIfDone(ctx context.Context, batchID uuid.UUID) (bool, error) {
 	var done bool
-	err := s.pool.QueryRow(ctx, `
-		SELECT status IN ('pending', 'in_progress') AND total_records <= (
-			SELECT coalesce(sum(succeeded + failed + cancelled), 0) FROM batch_counters WHERE batch_id = $1)
-		FROM batches WHERE id = $1`, batchID).Scan(&done)
-	if err != nil {
-		return false, fmt.Errorf("check completion of %s: %w", batchID, err)
-	}
-	if !done {
-		return false, nil
-	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
 		done, err = complete(ctx, tx, batchID)
 		return err
 	})
