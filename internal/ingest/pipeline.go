@@ -64,12 +64,20 @@ func (c PipelineConfig) lease() time.Duration {
 	return maxPermitWait + c.CallTimeout + 5*time.Second
 }
 
-// preparers is how many records a process prepares at once: one per
-// millisecond of the rate (at least one), so that preparing them (a few
-// round trips) never holds the rate back, and a record chosen ahead of its
-// permit is chosen at most a millisecond of work early.
+// preparers is how many goroutines of a process prepare records: one per
+// millisecond of the rate (at least one), so that preparing (a few round
+// trips) never holds the rate back.
 func (c PipelineConfig) preparers() int {
 	return max(1, min(c.Concurrency, (c.Rate+999)/1000))
+}
+
+// claimSize is how many records a preparer picks and claims at once: what
+// the rate sends in a millisecond (at least one: at Sumsub's 10/s, each
+// record is picked alone, the moment before its permit). At a high rate it
+// shares a pick's and a claim's round trips among several records, none
+// chosen more than a few milliseconds of work before it is sent.
+func (c PipelineConfig) claimSize() int {
+	return max(1, min(c.Concurrency, c.Rate/1000))
 }
 
 // Pipeline sends records to Sumsub, in the order the scheduler hands them
@@ -147,7 +155,7 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 			idle, check = p.idle(ctx)
 			continue
 		}
-		c, ok, wake, err := p.nextRecord(ctx)
+		list, ok, wake, err := p.nextRecords(ctx)
 		if err != nil || !ok {
 			idle, check = true, time.Now().Add(idleCheck)
 			if err != nil && ctx.Err() == nil {
@@ -157,34 +165,43 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 			}
 			continue
 		}
-		if c == nil {
-			continue // the pick had nothing to send, or its record no entity
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			p.unsend(ctx, c)
-			return
-		}
-		start := time.Now()
-		if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
-			<-slots
-			p.unsend(ctx, c)
-			var tooLong *ratelimit.WaitTooLongError
-			if !errors.As(err, &tooLong) && ctx.Err() == nil {
-				p.logger.WarnContext(ctx, "wait for a Sumsub permit; trying again", "error", err)
-				idle, check = true, time.Now().Add(time.Second)
+		for i := range list {
+			if err := p.send(ctx, calls, &list[i], slots, inFlight); err != nil {
+				for j := i; j < len(list); j++ {
+					p.unsend(ctx, &list[j])
+				}
+				var tooLong *ratelimit.WaitTooLongError
+				if !errors.As(err, &tooLong) && ctx.Err() == nil {
+					p.logger.WarnContext(ctx, "wait for a Sumsub permit; trying again", "error", err)
+					idle, check = true, time.Now().Add(time.Second)
+				}
+				break
 			}
-			continue
 		}
-		p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
-		inFlight.Go(func() {
-			defer func() { <-slots }()
-			if err := p.call(calls, c); err != nil {
-				p.logger.ErrorContext(calls, "send a record; the reconciler will retry it", "batch_id", c.BatchID, "row", c.Row, "error", err)
-			}
-		})
 	}
+}
+
+// send sends a prepared record the moment it has a slot and a permit; the
+// call runs on its own, in calls. An error says it was not sent.
+func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots chan struct{}, inFlight *sync.WaitGroup) error {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	start := time.Now()
+	if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
+		<-slots
+		return err
+	}
+	p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
+	inFlight.Go(func() {
+		defer func() { <-slots }()
+		if err := p.call(calls, c); err != nil {
+			p.logger.ErrorContext(calls, "send a record; the reconciler will retry it", "batch_id", c.BatchID, "row", c.Row, "error", err)
+		}
+	})
+	return nil
 }
 
 // idle asks the schedule whether work waits (rebuilding it from PostgreSQL
@@ -206,41 +223,43 @@ func (p *Pipeline) idle(ctx context.Context) (idle bool, check time.Time) {
 	return !ready, check
 }
 
-// nextRecord prepares the record the schedule picks: claimed, its attempt
-// marked before the call. ok is false when the schedule had nothing to send
-// now (wake: when the first retry is due); with ok true, c is nil when the
-// pick came to nothing (the schedule's count was ahead).
-func (p *Pipeline) nextRecord(ctx context.Context) (c *claimed, ok bool, wake time.Time, err error) {
-	pick, ok, wake, err := p.sched.Next(ctx)
+// nextRecords prepares the records the schedule picks: claimed, their
+// attempts marked before the calls. ok is false when the schedule had
+// nothing to send now (wake: when the first retry is due); with ok true,
+// the list is empty when the pick came to nothing (the schedule's count was
+// ahead).
+func (p *Pipeline) nextRecords(ctx context.Context) (list []claimed, ok bool, wake time.Time, err error) {
+	n := p.cfg.claimSize()
+	pick, ok, wake, err := p.sched.Next(ctx, n)
 	if errors.Is(err, schedule.ErrLost) {
 		if err = p.Sync(ctx); err == nil {
-			pick, ok, wake, err = p.sched.Next(ctx)
+			pick, ok, wake, err = p.sched.Next(ctx, n)
 		}
 	}
 	if err != nil || !ok {
 		return nil, false, wake, err
 	}
 	after, _ := p.cursors.Load(pick.Batch)
-	claimed, found, err := p.records.claim(ctx, pick.Batch, intOr(after, 0), p.cfg.lease())
-	if err == nil && !found && after != nil {
+	list, err = p.records.claim(ctx, pick.Batch, intOr(after, 0), p.cfg.lease(), pick.Count)
+	if err == nil && len(list) == 0 && after != nil {
 		// Nothing after the cursor: a record put back behind it, or none.
-		claimed, found, err = p.records.claim(ctx, pick.Batch, 0, p.cfg.lease())
+		list, err = p.records.claim(ctx, pick.Batch, 0, p.cfg.lease(), pick.Count)
 	}
 	if err != nil {
 		return nil, false, time.Time{}, err
 	}
-	if !found {
+	if len(list) == 0 {
 		// Nothing to send now: records in flight or waiting out a retry
 		// come back by themselves.
 		p.cursors.Delete(pick.Batch)
 		return nil, true, time.Time{}, p.sched.Drop(ctx, pick.Business, pick.Batch, true)
 	}
-	p.cursors.Store(pick.Batch, claimed.Row)
+	p.cursors.Store(pick.Batch, list[len(list)-1].Row)
 	if pick.Last {
 		p.cursors.Delete(pick.Batch)
 		p.mend(ctx, pick)
 	}
-	return &claimed, true, time.Time{}, nil
+	return list, true, time.Time{}, nil
 }
 
 func intOr(v any, def int) int {

@@ -51,23 +51,22 @@ type claimed struct {
 const eligibleSQL = `(r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - %s::interval)
 	AND (r.retry_at IS NULL OR r.retry_at <= now())`
 
-// claim takes the batch's first record after row `after` that may be sent
-// now and marks that a Sumsub call starts for it, before the call, in one
-// statement; the batch goes in progress with its first record. ok is false,
-// and nothing marked, when the batch has no such record (the scheduler's
-// count was ahead) or is no longer pending or in progress. Two claims at
-// once take two records.
+// claim takes the batch's first records after row `after` that may be
+// sent now, at most n of them, and marks that a Sumsub call starts for each,
+// before the call, in one statement; the batch goes in progress with its
+// first record. It returns them in row order: none when the batch has no
+// such record (the scheduler's count was ahead) or is no longer pending or
+// in progress. Two claims at once take different records.
 //
 // after spares the claim the index entries of the records already final
 // before it (they stay in the index of pending records until a vacuum): a
 // claim from the batch's start walks past all of them.
-func (s records) claim(ctx context.Context, batchID uuid.UUID, after int, lease time.Duration) (c claimed, ok bool, err error) {
-	var token, level, card *string
-	err = s.pool.QueryRow(ctx, `
+func (s records) claim(ctx context.Context, batchID uuid.UUID, after int, lease time.Duration, n int) ([]claimed, error) {
+	rows, err := s.pool.Query(ctx, `
 		WITH next AS (
 			SELECT r.row_number FROM batch_records r
 			WHERE r.batch_id = $1 AND r.status = 'pending' AND r.row_number > $3 AND `+fmt.Sprintf(eligibleSQL, "$2")+`
-			ORDER BY r.row_number LIMIT 1 FOR UPDATE SKIP LOCKED
+			ORDER BY r.row_number LIMIT $4 FOR UPDATE SKIP LOCKED
 		), started AS (
 			UPDATE batches SET status = 'in_progress', started_at = now(), updated_at = now()
 			WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM next)
@@ -77,17 +76,22 @@ func (s records) claim(ctx context.Context, batchID uuid.UUID, after int, lease 
 		WHERE r.batch_id = $1 AND r.row_number = next.row_number
 		  AND b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
 		RETURNING r.row_number, r.attempts, r.answered_attempts, r.refusals, r.share_token, r.applicant_level,
-			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease, after).
-		Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, false, nil
-	}
+			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease, after, n)
 	if err != nil {
-		return c, false, fmt.Errorf("claim a record of %s: %w", batchID, err)
+		return nil, fmt.Errorf("claim records of %s: %w", batchID, err)
 	}
-	c.BatchID = batchID
-	c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
-	return c, true, nil
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
+		c := claimed{BatchID: batchID}
+		var token, level, card *string
+		err := row.Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
+		c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim records of %s: %w", batchID, err)
+	}
+	slices.SortFunc(list, func(a, b claimed) int { return cmp.Compare(a.Row, b.Row) })
+	return list, nil
 }
 
 // eligible counts the batch's records that may be sent now.

@@ -36,13 +36,14 @@ func TestClaim(t *testing.T) {
 	type got struct{ Row, Attempt, Refusals int }
 	claim := func(lease time.Duration) *got {
 		t.Helper()
-		c, ok, err := s.claim(ctx, batch, 0, lease)
-		if err != nil {
-			t.Fatal(err)
+		list, err := s.claim(ctx, batch, 0, lease, 1)
+		if err != nil || len(list) > 1 {
+			t.Fatal(list, err)
 		}
-		if !ok {
+		if len(list) == 0 {
 			return nil
 		}
+		c := list[0]
 		if c.BusinessID != business || c.BatchID != batch {
 			t.Errorf("claimed %+v, want business %s and batch %s", c, business, batch)
 		}
@@ -83,6 +84,46 @@ func TestClaim(t *testing.T) {
 	check("the other waits out its retry", claim(time.Minute), nil)
 	// Unanswered, but older than the lease: that call is over (its worker died).
 	check("after the lease", claim(0), &got{3, 2, 1})
+}
+
+// TestClaimSeveral: a claim of several takes the first records that may be
+// sent, after the cursor, in row order, and no more than asked.
+func TestClaimSeveral(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	business, batch := uuid.New(), uuid.New()
+	_, err := pool.Exec(ctx, `
+		WITH b AS (INSERT INTO businesses (id, name) VALUES ($1, 'several')),
+		batch AS (
+			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
+			VALUES ($2, $1, 'several', 'sumsub', 6, 'x', 0, ''))
+		INSERT INTO batch_records (batch_id, row_number, external_id, share_token, retry_at)
+		SELECT $2, n, gen_random_uuid(), 'tok', CASE WHEN n = 4 THEN now() + interval '1 hour' END
+		FROM generate_series(2, 7) n`, business, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := records{pool: pool}
+	rows := func(after, n int) []int {
+		t.Helper()
+		list, err := s.claim(ctx, batch, after, time.Minute, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, c := range list {
+			got = append(got, c.Row)
+		}
+		return got
+	}
+	// Row 4 waits out a retry.
+	if got := rows(2, 3); !cmp.Equal(got, []int{3, 5, 6}) {
+		t.Errorf("three after row 2: %v, want [3 5 6]", got)
+	}
+	if got := rows(0, 5); !cmp.Equal(got, []int{2, 7}) {
+		t.Errorf("five from the start: %v, want the two left, [2 7]", got)
+	}
 }
 
 // TestReviewBeforeLink: a review webhook that comes before the worker links

@@ -1,8 +1,8 @@
--- Hands out the next record. KEYS: active, vtime, weight, due, epoch.
--- ARGV[1]: now, Unix milliseconds.
--- Returns {"lost"} without a schedule, {business, batch, last} for a pick
--- (last is "1" when the batch had no other record to hand out), {due} (the
--- first retry's time) when nothing may be sent now, or {} when nothing waits.
+-- Hands out the next records, of one batch. KEYS: active, vtime, weight, due, epoch.
+-- ARGV[1]: now, Unix milliseconds; ARGV[2]: how many records at most.
+-- Returns {"lost"} without a schedule, {business, batch, count, last} for a
+-- pick (last is "1" when the batch had no other record to hand out), {due}
+-- (the first retry's time) when nothing may be sent now, or {} when nothing waits.
 local active, vtimeKey, weights, due, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('EXISTS', epoch) == 0 then
   return {'lost'}
@@ -36,19 +36,23 @@ for _ = 1, 100 do
   if not batch then
     redis.call('ZREM', active, business)
   else
+    local left = tonumber(redis.call('ZSCORE', batches, batch))
+    local count = math.max(1, math.min(tonumber(ARGV[2]), left))
     local last = '0'
-    if tonumber(redis.call('ZINCRBY', batches, -1, batch)) <= 0 then
+    if left - count <= 0 then
       redis.call('ZREM', batches, batch)
       last = '1'
+    else
+      redis.call('ZINCRBY', batches, -count, batch)
     end
     redis.call('SET', vtimeKey, pass)
     if redis.call('ZCARD', batches) == 0 then
       redis.call('ZREM', active, business)
     else
       local weight = tonumber(redis.call('HGET', weights, business) or '1')
-      redis.call('ZADD', active, pass + 1 / weight, business)
+      redis.call('ZADD', active, pass + count / weight, business)
     end
-    return {business, batch, last}
+    return {business, batch, tostring(count), last}
   end
 end
 return {}

@@ -53,11 +53,12 @@ const (
 // rebuild it from PostgreSQL.
 var ErrLost = errors.New("schedule: the state in Redis is gone")
 
-// Pick is a scheduling decision: one record of Batch, of Business, may be
-// sent now. Last is true when the batch had no other record to hand out.
+// Pick is a scheduling decision: Count records of Batch, of Business, may
+// be sent now. Last is true when the batch had no other record to hand out.
 type Pick struct {
 	Business uuid.UUID
 	Batch    uuid.UUID
+	Count    int
 	Last     bool
 }
 
@@ -94,12 +95,14 @@ var (
 // keys are the keys every script names (Redis wants them declared).
 var keys = []string{keyActive, keyVTime, keyWeight, keyDue, keyEpoch}
 
-// Next hands out the next record: it first lets in the records whose retry
-// is due, then picks the business with the lowest pass and its batch with
-// the fewest records left. ok is false when no record may be sent now;
-// wake is then when the first retry comes due (zero: none is waiting).
-func (s *Scheduler) Next(ctx context.Context) (p Pick, ok bool, wake time.Time, err error) {
-	res, err := nextScript.Run(ctx, s.rdb, keys, time.Now().UnixMilli()).StringSlice()
+// Next hands out the next records, at most most of them, all of one batch:
+// it first lets in the records whose retry is due, then picks the business
+// with the lowest pass and its batch with the fewest records left; the
+// business's pass grows by the records handed out over its weight. ok is
+// false when no record may be sent now; wake is then when the first retry
+// comes due (zero: none is waiting).
+func (s *Scheduler) Next(ctx context.Context, most int) (p Pick, ok bool, wake time.Time, err error) {
+	res, err := nextScript.Run(ctx, s.rdb, keys, time.Now().UnixMilli(), most).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return Pick{}, false, time.Time{}, nil
 	}
@@ -115,14 +118,16 @@ func (s *Scheduler) Next(ctx context.Context) (p Pick, ok bool, wake time.Time, 
 			return Pick{}, false, time.Time{}, fmt.Errorf("schedule: next: due time %q: %w", res[0], err)
 		}
 		return Pick{}, false, time.UnixMilli(ms), nil
-	case len(res) == 3:
+	case len(res) == 4:
 		if p.Business, err = uuid.Parse(res[0]); err == nil {
-			p.Batch, err = uuid.Parse(res[1])
+			if p.Batch, err = uuid.Parse(res[1]); err == nil {
+				p.Count, err = strconv.Atoi(res[2])
+			}
 		}
 		if err != nil {
 			return Pick{}, false, time.Time{}, fmt.Errorf("schedule: next: %v: %w", res, err)
 		}
-		p.Last = res[2] == "1"
+		p.Last = res[3] == "1"
 		return p, true, time.Time{}, nil
 	}
 	return Pick{}, false, time.Time{}, nil

@@ -45,7 +45,7 @@ func picks(tb testing.TB, s *schedule.Scheduler, n int) map[uuid.UUID]int {
 	tb.Helper()
 	got := make(map[uuid.UUID]int)
 	for range n {
-		p, ok, _, err := s.Next(context.Background())
+		p, ok, _, err := s.Next(context.Background(), 1)
 		if err != nil || !ok {
 			tb.Fatalf("Next: %+v, %v, %v", p, ok, err)
 		}
@@ -108,7 +108,7 @@ func TestFewestLeftFirst(t *testing.T) {
 	mustAdd(t, s, b, 1, other, 100)
 	var got []uuid.UUID
 	for range 8 {
-		p, ok, _, err := s.Next(context.Background())
+		p, ok, _, err := s.Next(context.Background(), 1)
 		if err != nil || !ok {
 			t.Fatal(ok, err)
 		}
@@ -118,6 +118,39 @@ func TestFewestLeftFirst(t *testing.T) {
 	}
 	if diff := cmp.Diff([]uuid.UUID{small, small, small, large}, got); diff != "" {
 		t.Errorf("business a's picks (-want +got):\n%s", diff)
+	}
+}
+
+// TestSeveralAtOnce: a pick of several records is charged for each of them
+// (the shares by weight hold in records, not in picks), and ends with what
+// its batch has left.
+func TestSeveralAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newScheduler(t)
+	biz, batches := ids(3), ids(3)
+	mustAdd(t, s, biz[0], 1, batches[0], 1000)
+	mustAdd(t, s, biz[1], 3, batches[1], 1000)
+	got := make(map[uuid.UUID]int)
+	for range 100 {
+		p, ok, _, err := s.Next(context.Background(), 4)
+		if err != nil || !ok || p.Count != 4 || p.Last {
+			t.Fatalf("Next: %+v, %v, %v; want 4 records", p, ok, err)
+		}
+		got[p.Business] += p.Count
+	}
+	if want := map[uuid.UUID]int{biz[0]: 100, biz[1]: 300}; !cmp.Equal(want, got) {
+		t.Errorf("records by business: %v, want %v", got, want)
+	}
+
+	s = newScheduler(t)
+	mustAdd(t, s, biz[2], 1, batches[2], 6)
+	for _, want := range []schedule.Pick{
+		{Business: biz[2], Batch: batches[2], Count: 4},
+		{Business: biz[2], Batch: batches[2], Count: 2, Last: true},
+	} {
+		if p, ok, _, err := s.Next(context.Background(), 4); err != nil || !ok || p != want {
+			t.Errorf("Next: %+v, %v, %v; want %+v", p, ok, err, want)
+		}
 	}
 }
 
@@ -150,15 +183,15 @@ func TestRetriesComeDue(t *testing.T) {
 	if err != nil || ready || wake.IsZero() {
 		t.Fatalf("Ready before the retry: %v, %s, %v; want not ready, a wake time", ready, wake, err)
 	}
-	if _, ok, wake2, err := s.Next(ctx); err != nil || ok || !wake2.Equal(wake) {
+	if _, ok, wake2, err := s.Next(ctx, 1); err != nil || ok || !wake2.Equal(wake) {
 		t.Fatalf("Next before the retry: %v, %s, %v; want nothing until %s", ok, wake2, err, wake)
 	}
 	time.Sleep(time.Until(wake))
 	if ready, _, err := s.Ready(ctx); err != nil || !ready {
 		t.Fatalf("Ready after the retry's time: %v, %v", ready, err)
 	}
-	p, ok, _, err := s.Next(ctx)
-	if want := (schedule.Pick{Business: business, Batch: batch, Last: true}); err != nil || !ok || p != want {
+	p, ok, _, err := s.Next(ctx, 1)
+	if want := (schedule.Pick{Business: business, Batch: batch, Count: 1, Last: true}); err != nil || !ok || p != want {
 		t.Fatalf("Next after the retry's time: %+v, %v, %v; want %+v", p, ok, err, want)
 	}
 }
@@ -173,7 +206,7 @@ func TestDropRefundsThePick(t *testing.T) {
 	mustAdd(t, s, biz[1], 1, batches[2], 100)
 	// A pick of business 0 that sends nothing (its batch had nothing to
 	// send after all) is given back: business 0 still gets its half.
-	p, _, _, err := s.Next(ctx)
+	p, _, _, err := s.Next(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +248,7 @@ func TestSyncAndLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := picks(t, s, 2)
-	if _, ok, wake, err := s.Next(ctx); err != nil || ok || wake.IsZero() {
+	if _, ok, wake, err := s.Next(ctx, 1); err != nil || ok || wake.IsZero() {
 		t.Errorf("after the synced records: %v, %s, %v; want none now, a retry later", ok, wake, err)
 	}
 	if got[biz[0]] != 2 {
@@ -228,7 +261,7 @@ func TestSyncAndLost(t *testing.T) {
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := s.Next(ctx); err != schedule.ErrLost {
+	if _, _, _, err := s.Next(ctx, 1); err != schedule.ErrLost {
 		t.Errorf("Next after a flush: %v, want ErrLost", err)
 	}
 }
@@ -254,7 +287,7 @@ func BenchmarkNext(b *testing.B) {
 		for i, s := range schedulers {
 			start := time.Now()
 			for range 1000 {
-				if _, ok, _, err := s.Next(ctx); err != nil || !ok {
+				if _, ok, _, err := s.Next(ctx, 1); err != nil || !ok {
 					b.Fatal(ok, err)
 				}
 			}

@@ -31,7 +31,8 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 	ids := entities(b, e, business, n)
 	bareRedis := redistest.URL(b)
 
-	var pipeline, bare, cpu time.Duration
+	var pipeline, bare time.Duration
+	var cpu cputest.Sample
 	for i := 0; b.Loop(); i++ {
 		// The upload is not timed: the worker is not running yet, and the
 		// figure is the pipeline's, from its start to the batch completed.
@@ -48,8 +49,7 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu += after.Sub(before).Total()
-		b.Logf("CPU of the run: %+v", after.Sub(before))
+		cpu = cpu.Add(after.Sub(before))
 		if final["status"] != "completed" || final["failedRecords"] != float64(0) {
 			b.Fatalf("batch: %v", final)
 		}
@@ -69,8 +69,12 @@ func BenchmarkPipelineCeiling(b *testing.B) {
 	b.ReportMetric(tasks, "bare-tasks/s")
 	b.ReportMetric(records/tasks, "ratio")
 	// Every process's CPU (this one: API, worker, simulator; PostgreSQL;
-	// Redis) over the pipeline's runs, per record.
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n*b.N), "cpu-ms/record")
+	// Redis) over the pipeline's runs, per record, and each one's part.
+	perRecord := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n*b.N) }
+	b.ReportMetric(perRecord(cpu.Total()), "cpu-ms/record")
+	b.ReportMetric(perRecord(cpu.Process), "go-cpu-ms/record")
+	b.ReportMetric(perRecord(cpu.Postgres), "pg-cpu-ms/record")
+	b.ReportMetric(perRecord(cpu.Redis), "redis-cpu-ms/record")
 }
 
 // bareAsynq enqueues n no-op tasks with an asynq.Client and runs them with an

@@ -71,7 +71,7 @@ var figures = []figure{
 	},
 	{
 		what: "… CPU per record, every process (the test's: API, worker, simulator; PostgreSQL; Redis)", bench: "PipelineCeiling",
-		show:   "{cpu-ms/record} ms",
+		show:   "{cpu-ms/record} ms: Go {go-cpu-ms/record}, PostgreSQL {pg-cpu-ms/record}, Redis {redis-cpu-ms/record}",
 		target: "≤ 1.5 ms", check: func(m, _ map[string]float64) bool { return m["cpu-ms/record"] <= 1.5 },
 		cmd: "same",
 	},

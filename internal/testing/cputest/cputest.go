@@ -30,6 +30,11 @@ type Sample struct {
 // Total is the sum of the three.
 func (s Sample) Total() time.Duration { return s.Process + s.Postgres + s.Redis }
 
+// Add returns s plus t: the CPU time of two intervals.
+func (s Sample) Add(t Sample) Sample {
+	return Sample{Process: s.Process + t.Process, Postgres: s.Postgres + t.Postgres, Redis: s.Redis + t.Redis}
+}
+
 // Sub returns s minus t: the CPU time used between two samples.
 func (s Sample) Sub(t Sample) Sample {
 	return Sample{Process: s.Process - t.Process, Postgres: s.Postgres - t.Postgres, Redis: s.Redis - t.Redis}
