@@ -22,8 +22,7 @@ import (
 // worker, S3 and simulator in one process), cost at rest: their share of a
 // core, and the commands a second they send Redis (as MONITOR lists them on
 // a Redis server of their own, leaving out those Lua scripts run inside
-// Redis). IDLE_SECONDS (default 30) is the measured time, after 15 s to
-// settle (start-up, the first reconciliation, the garbage collector).
+// Redis). IDLE_SECONDS (default 30) is the measured time, after settle.
 func BenchmarkIdle(b *testing.B) {
 	seconds := 30
 	if v, err := strconv.Atoi(envOr("IDLE_SECONDS", "30")); err == nil && v > 0 {
@@ -53,10 +52,14 @@ func BenchmarkIdle(b *testing.B) {
 	})
 }
 
+// settle is left unmeasured after a start: start-up, the first
+// reconciliation, the garbage collector.
+const settle = 15 * time.Second
+
 // idle reports process p's share of a core and the Redis commands a second
-// it sent, over measure, after 15 s to settle.
+// it sent, over measure, after settle.
 func idle(b *testing.B, p *proctest.Process, redisURL string, measure time.Duration) {
-	time.Sleep(15 * time.Second)
+	time.Sleep(settle)
 	var cpu time.Duration
 	var commands int64
 	for b.Loop() {
