@@ -313,7 +313,7 @@ func write(w io.Writer, r runs, env map[string]string, chaos string) {
 const notes = `## Method
 
 - ` + "`make bench`" + ` runs each command above with ` + "`-count`" + ` runs (` + "`BENCH_COUNT`" + `, default 5; 3 for the
-  minute-long rate runs) and pipes the output through ` + "`scripts/benchmd`" + `, which writes this file.
+  minute-long rate and sharing runs) and pipes the output through ` + "`scripts/benchmd`" + `, which writes this file.
 - Upload: each iteration uploads the file through the production HTTP server (real multipart parsing,
   SHA-256, spool file, CSV validation, S3 put, CopyFrom) and, alternately before or after it, runs
   ` + "`psql \\copy`" + ` of the same file into a table of three text columns: a new psql process, its
@@ -321,11 +321,22 @@ const notes = `## Method
 - Rate-limit use: the dev server (API, one worker, the simulator at 10/s) and more ` + "`cmd/worker`" + `
   processes, a batch larger than the run; the simulator's counters are reset after 5 s of warm-up and
   read after 60 s. ` + "`max in any second`" + ` is the simulator's sliding one-second window.
-- Pipeline ceiling: the whole pipeline in one process (Asynq server, PostgreSQL transactions, the
-  Redis limiter, signed HTTP to the simulator), timed from worker start to the batch completed;
-  beside it, in the same run, bare Asynq enqueues and processes 5,000 no-op tasks with the same
-  concurrency.
-- Fairness: the time from the small batch's upload to its completion, while the large one runs.
+- Pipeline ceiling: the whole pipeline in one process (the schedule in Redis, the claims and grouped
+  outcome transactions in PostgreSQL, the Redis limiter, signed HTTP to the simulator), timed from
+  worker start to the batch completed; beside it, in the same run, bare Asynq enqueues and processes
+  5,000 no-op tasks with the same concurrency. CPU per record is read from /proc for this process,
+  every PostgreSQL backend (and those reaped by the postmaster) and the Redis server, over the
+  pipeline's half only.
+- Sharing between businesses (all at 10/s, over HTTP, the simulator enforcing its limit): the
+  records each business got, counted from the records' processed times while both had work; the
+  third business's time from its upload to ` + "`completed`" + `.
+- Scheduling decision: the Next script's round trip from Go, with the schedule holding 10, 100 or
+  1,000 batches of up to 100 businesses.
+- At rest: the process alone on a Redis server of its own, ` + "`redis-cli MONITOR`" + ` counting the commands it
+  sends, and its CPU from /proc, after 15 s to settle.
+- Estimate: the error is (estimate − real completion) ÷ the time left when the estimate was read.
+- Fairness within a business: the time from the small batch's upload to its completion, while the
+  large one runs.
 - Reports: the build streams PostgreSQL rows through the CSV writer into an S3 multipart upload
   (versitygw in its own process, so the RSS measured is the builder's); RSS growth is the
   kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs) minus VmRSS before.
@@ -333,23 +344,25 @@ const notes = `## Method
 
 ## Findings
 
-- Pipeline ceiling: with the simulator out of the way the machine's two cores are saturated, and
-  CPU per record decides. Counted per process over a run: PostgreSQL about 1.5 ms per record (the
-  claim, the outcome's pipelined transaction, the completion check), the Go process about 1.3 ms
-  (Asynq, pgx, the limiter, request signing and the simulator's half of each call) and Redis about
-  0.4 ms, against about 0.3 ms in all for a bare Asynq no-op task. What the benchmark found and the
-  product fixed on the way (340 → 480–600 records/s depending on the run; bare Asynq moves as much
-  between runs on this shared machine, the ratio stays near 0.09): every record locked its batch's row to bump
-  the counters, so one batch's records finished one at a time (counters now in 16 slot rows); a
-  worker had 4 database connections for 20 tasks (now its concurrency + 4); a record took about 12
-  round trips to PostgreSQL (now 3: claim, one pipelined transaction, completion); PostgreSQL
-  re-planned the CTEs at every execution (now generic plans); completion scanned the batch's dead
-  index entries (now read from the counters). Going further would mean batching several records
-  per transaction.
-- Rate-limit use with 3 worker processes: an earlier make bench saw one 429 in one of three
-  runs: a grant whose answer from Redis came late was sent late. The limiter now drops (once per
-  wait) a grant whose round trip took longer than its 10 ms margin. (The runs above dropped at
-  half the margin; the final threshold drops fewer grants.)
-- Chaos: the Redis flush also empties the limiter's state, so the workers start a fresh window
-  at once: an earlier run saw 5 rate-limit 429s there (retried), the run below none.
+- Pipeline ceiling and CPU per record (issue 12): 3.2 ms per record before (PostgreSQL 1.5, Go 1.3,
+  Redis 0.4; about 480–600 records/s, 0.09 of bare Asynq). Records stopped being Asynq tasks (no
+  enqueue, dequeue and completion scripts per record; one scheduling script instead): about 2.5 ms.
+  Outcomes that end at once now share one transaction (group commit: a group is whatever finished
+  while the previous one was being stored, so nothing waits at a low rate): 1.55 ms, 1,080
+  records/s. At a high rate a preparer picks and claims a millisecond of the rate in one script and
+  one statement (at 10/s still one record at a time): the figure above. What is left per record is
+  the Sumsub round trip itself (both halves are in this process), the claim's share and the
+  outcome's statements.
+- Fairness between businesses: before, shortest-remaining-first across all batches gave A 4% of
+  the rate while B kept uploading small batches. Now each business gets its weighted share from the
+  first request after its upload.
+- At rest: an idle worker used 6.2% of a core and Redis served about 1,500 commands/s (Asynq polling
+  every 10 ms for the record window). Asynq now polls every second for the queues that remain, and
+  the pipeline asks the schedule every 5 s or when woken.
+- Rate-limit use: the limiter asks for a permit 6 ms before the GCRA would grant it with a 3 ms
+  tolerance: 0.99 of the limit with no 429. Picking the record after the permit let 429s through
+  (the claim's round trips between the permit and the request); the record is picked and claimed
+  first, and only the request follows the permit.
+- Chaos: the Redis flush also empties the limiter's and the schedule's state; the workers rebuild
+  the schedule from PostgreSQL at their next question and start a fresh rate window at once.
 `
