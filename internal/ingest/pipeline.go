@@ -155,7 +155,16 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 			idle, check = p.idle(ctx)
 			continue
 		}
-		list, ok, wake, err := p.nextRecords(ctx)
+		// A slot for each record before it is claimed: a claimed record
+		// waits for nothing but its permit, so its lease covers it.
+		n := takeSlots(ctx, slots, p.cfg.claimSize())
+		if n == 0 {
+			return
+		}
+		list, ok, wake, err := p.nextRecords(ctx, n)
+		for range n - len(list) {
+			<-slots
+		}
 		if err != nil || !ok {
 			idle, check = true, time.Now().Add(idleCheck)
 			if err != nil && ctx.Err() == nil {
@@ -168,6 +177,7 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 		for i := range list {
 			if err := p.send(ctx, calls, &list[i], slots, inFlight); err != nil {
 				for j := i; j < len(list); j++ {
+					<-slots
 					p.unsend(ctx, &list[j])
 				}
 				var tooLong *ratelimit.WaitTooLongError
@@ -181,17 +191,32 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 	}
 }
 
-// send sends a prepared record the moment it has a slot and a permit; the
-// call runs on its own, in calls. An error says it was not sent.
-func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots chan struct{}, inFlight *sync.WaitGroup) error {
+// takeSlots waits for a slot, then takes up to most in all without
+// waiting; it returns how many it took (0: ctx ended).
+func takeSlots(ctx context.Context, slots chan struct{}, most int) int {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0
 	}
+	n := 1
+	for n < most {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// send sends a prepared record, which holds a slot, the moment it has a
+// permit; the call runs on its own, in calls, and frees the slot. An error
+// says it was not sent (the slot is still the caller's).
+func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots chan struct{}, inFlight *sync.WaitGroup) error {
 	start := time.Now()
 	if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
-		<-slots
 		return err
 	}
 	p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
@@ -223,13 +248,12 @@ func (p *Pipeline) idle(ctx context.Context) (idle bool, check time.Time) {
 	return !ready, check
 }
 
-// nextRecords prepares the records the schedule picks: claimed, their
+// nextRecords prepares the records the schedule picks, at most n: claimed, their
 // attempts marked before the calls. ok is false when the schedule had
 // nothing to send now (wake: when the first retry is due); with ok true,
 // the list is empty when the pick came to nothing (the schedule's count was
 // ahead).
-func (p *Pipeline) nextRecords(ctx context.Context) (list []claimed, ok bool, wake time.Time, err error) {
-	n := p.cfg.claimSize()
+func (p *Pipeline) nextRecords(ctx context.Context, n int) (list []claimed, ok bool, wake time.Time, err error) {
 	pick, ok, wake, err := p.sched.Next(ctx, n)
 	if errors.Is(err, schedule.ErrLost) {
 		if err = p.Sync(ctx); err == nil {

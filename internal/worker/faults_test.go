@@ -151,3 +151,41 @@ func TestCancelBatch(t *testing.T) {
 		t.Errorf("another business cancels: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestClaimsWaitForASlot: while Sumsub is slow and every slot of a worker
+// holds a call, the worker claims no more records: a claimed record waits
+// for nothing but its permit, so the lease of its attempt (permit wait, call
+// timeout and a margin) cannot run out before its call is answered, and no
+// second call for its token can start. Counted, not timed: the records
+// claimed and unanswered never outnumber the slots.
+func TestClaimsWaitForASlot(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{})
+	e.Worker.Concurrency = 1
+	key, _ := e.Business(t)
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("sim-slow-", e.Entities(t, key, 3)))
+	e.StartWorker(t, 5*time.Second)
+
+	most, polls := 0, 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); polls++ {
+		var claimed, left int
+		err := e.Pool.QueryRow(context.Background(), `
+			SELECT count(*) FILTER (WHERE attempts > answered_attempts), count(*) FILTER (WHERE status = 'pending')
+			FROM batch_records WHERE batch_id = $1 AND status = 'pending'`, batchID).Scan(&claimed, &left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, claimed)
+		if left == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if most != 1 {
+		t.Errorf("at most %d records claimed and unanswered at once (%d polls), want 1: the worker's one slot", most, polls)
+	}
+	final := e.WaitBatch(t, key, batchID, 30*time.Second)
+	if final["status"] != "completed" || final["failedRecords"] != float64(0) {
+		t.Errorf("batch: %v", final)
+	}
+}
