@@ -407,7 +407,7 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (Status, error) {
 		s.logger.InfoContext(ctx, "batch cancelled", "batch_id", id, "cancelled_records", cancelled)
 		s.outbox.Announce(ctx, event.Key{Type: event.BatchCancelled, Subject: id.String()})
 		// Out of the schedule at once; the reconciler would drop it too.
-		if err := s.sched.Drop(ctx, business, id, false); err != nil {
+		if err := s.sched.Drop(ctx, business, id, 0); err != nil {
 			s.logger.WarnContext(ctx, "drop the cancelled batch from the schedule", "batch_id", id, "error", err)
 		}
 	}

@@ -276,7 +276,7 @@ func (p *Pipeline) nextRecords(ctx context.Context, n int) (list []claimed, ok b
 		// Nothing to send now: records in flight or waiting out a retry
 		// come back by themselves.
 		p.cursors.Delete(pick.Batch)
-		return nil, true, time.Time{}, p.sched.Drop(ctx, pick.Business, pick.Batch, true)
+		return nil, true, time.Time{}, p.sched.Drop(ctx, pick.Business, pick.Batch, pick.Count)
 	}
 	p.cursors.Store(pick.Batch, list[len(list)-1].Row)
 	if pick.Last {

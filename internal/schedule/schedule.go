@@ -186,8 +186,8 @@ func dueMember(business, batch uuid.UUID, row int) string {
 
 // Drop takes the business's batch out of the schedule: cancelled, or found
 // with no record to send now. refund gives back the pass the business was
-// charged for a pick that sent nothing.
-func (s *Scheduler) Drop(ctx context.Context, business, batch uuid.UUID, refund bool) error {
+// charged for that many records of a pick that sent nothing (0: none).
+func (s *Scheduler) Drop(ctx context.Context, business, batch uuid.UUID, refund int) error {
 	err := dropScript.Run(ctx, s.rdb, keys, business.String(), batch.String(), refund).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("schedule: drop %s: %w", batch, err)

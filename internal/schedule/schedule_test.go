@@ -204,13 +204,13 @@ func TestDropRefundsThePick(t *testing.T) {
 	mustAdd(t, s, biz[0], 1, batches[0], 100)
 	mustAdd(t, s, biz[0], 1, batches[1], 100)
 	mustAdd(t, s, biz[1], 1, batches[2], 100)
-	// A pick of business 0 that sends nothing (its batch had nothing to
-	// send after all) is given back: business 0 still gets its half.
-	p, _, _, err := s.Next(ctx, 1)
+	// A pick of 4 records of business 0 that sends nothing (its batch had
+	// nothing to send after all) is given back: business 0 still gets its half.
+	p, _, _, err := s.Next(ctx, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Drop(ctx, p.Business, p.Batch, true); err != nil {
+	if err := s.Drop(ctx, p.Business, p.Batch, p.Count); err != nil {
 		t.Fatal(err)
 	}
 	got := picks(t, s, 10)
@@ -218,7 +218,7 @@ func TestDropRefundsThePick(t *testing.T) {
 		t.Errorf("after a refunded pick: %v, want 5 each", got)
 	}
 	// Dropping a business's last batch takes the business out.
-	if err := s.Drop(ctx, biz[1], batches[2], false); err != nil {
+	if err := s.Drop(ctx, biz[1], batches[2], 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := picks(t, s, 10); got[biz[0]] != 10 {
@@ -298,4 +298,28 @@ func BenchmarkNext(b *testing.B) {
 		b.ReportMetric(float64(took[i].Microseconds())/float64(1000*b.N), fmt.Sprintf("us/decision-%d", batches))
 	}
 	b.ReportMetric(float64(took[2])/float64(took[0]), "growth-10-to-1000")
+}
+
+// TestWatchWakesOnWork: work added anywhere wakes a watcher (an idle worker
+// waits on it rather than asking Redis over and over).
+func TestWatchWakesOnWork(t *testing.T) {
+	t.Parallel()
+	s := newScheduler(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woken := make(chan struct{}, 10)
+	go s.Watch(ctx, func() { woken <- struct{}{} })
+	biz, batches := ids(1), ids(1)
+	// The subscription starts asynchronously: add until a wake-up comes.
+	for i := 0; ; i++ {
+		mustAdd(t, s, biz[0], 1, batches[0], 1)
+		select {
+		case <-woken:
+			return
+		case <-time.After(100 * time.Millisecond):
+			if i == 300 {
+				t.Fatal("no wake-up in 30 s of additions")
+			}
+		}
+	}
 }
