@@ -80,12 +80,13 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		RetryDelayFunc:  retryDelay,
 		IsFailure:       taskqueue.IsFailure,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Webhook retries and scheduled deliveries come due within two
-		// seconds (Asynq's default checks every 5 s), at two scripts per
-		// queue each time. New tasks are looked for every second (Asynq's
-		// default: it polls, a script per queue): together, what an idle
-		// worker costs Redis.
-		DelayedTaskCheckInterval: 2 * time.Second,
+		// Retries and scheduled deliveries are moved to their queue at two
+		// scripts per queue each check: at most every first webhook retry's
+		// wait, between 1 s and Asynq's default 5 s (5 s in production, the
+		// first retry's wait). New tasks are looked for every second
+		// (Asynq's default: it polls, a script per queue): together, what
+		// an idle worker costs Redis.
+		DelayedTaskCheckInterval: min(max(cfg.Webhooks.RetryBase, time.Second), 5*time.Second),
 		Logger:                   asynqLogger,
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
