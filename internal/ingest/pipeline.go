@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
@@ -127,7 +128,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	woken := newSignal()
 	go p.sched.Watch(ctx, woken.notify)
 
-	slots := make(chan struct{}, p.cfg.Concurrency)
+	slots := semaphore.NewWeighted(int64(p.cfg.Concurrency))
 	var inFlight, preparers sync.WaitGroup
 	for range p.cfg.preparers() {
 		preparers.Go(func() { p.prepare(ctx, calls, woken, slots, &inFlight) })
@@ -145,7 +146,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // prepare prepares records and sends them, one at a time, until ctx ends.
-func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan struct{}, inFlight *sync.WaitGroup) {
+func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots *semaphore.Weighted, inFlight *sync.WaitGroup) {
 	idle, check := true, time.Now() // while idle, the schedule is asked at check
 	for ctx.Err() == nil {
 		if idle {
@@ -156,15 +157,14 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 			continue
 		}
 		// A slot for each record before it is claimed: a claimed record
-		// waits for nothing but its permit, so its lease covers it.
-		n := takeSlots(ctx, slots, p.cfg.claimSize())
-		if n == 0 {
+		// waits for nothing but its permit, so its lease covers it. The
+		// slots of a claim are taken together, first come first served.
+		n := p.cfg.claimSize()
+		if slots.Acquire(ctx, int64(n)) != nil {
 			return
 		}
 		list, ok, wake, err := p.nextRecords(ctx, n)
-		for range n - len(list) {
-			<-slots
-		}
+		slots.Release(int64(n - len(list)))
 		if err != nil || !ok {
 			idle, check = true, time.Now().Add(idleCheck)
 			if err != nil && ctx.Err() == nil {
@@ -176,8 +176,8 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 		}
 		for i := range list {
 			if err := p.send(ctx, calls, &list[i], slots, inFlight); err != nil {
+				slots.Release(int64(len(list) - i))
 				for j := i; j < len(list); j++ {
-					<-slots
 					p.unsend(ctx, &list[j])
 				}
 				var tooLong *ratelimit.WaitTooLongError
@@ -191,37 +191,17 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots chan
 	}
 }
 
-// takeSlots waits for a slot, then takes up to most in all without
-// waiting; it returns how many it took (0: ctx ended).
-func takeSlots(ctx context.Context, slots chan struct{}, most int) int {
-	select {
-	case slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	for n < most {
-		select {
-		case slots <- struct{}{}:
-			n++
-		default:
-			return n
-		}
-	}
-	return n
-}
-
 // send sends a prepared record, which holds a slot, the moment it has a
 // permit; the call runs on its own, in calls, and frees the slot. An error
 // says it was not sent (the slot is still the caller's).
-func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots chan struct{}, inFlight *sync.WaitGroup) error {
+func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots *semaphore.Weighted, inFlight *sync.WaitGroup) error {
 	start := time.Now()
 	if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
 		return err
 	}
 	p.metrics.LimiterWait.Observe(time.Since(start).Seconds())
 	inFlight.Go(func() {
-		defer func() { <-slots }()
+		defer slots.Release(1)
 		if err := p.call(calls, c); err != nil {
 			p.logger.ErrorContext(calls, "send a record; the reconciler will retry it", "batch_id", c.BatchID, "row", c.Row, "error", err)
 		}
