@@ -57,7 +57,8 @@ const usageHead = `Usage: sumsubsim [flags]
 
 Runs the fake Sumsub API as its own process and prints
 "sumsubsim listening on http://ADDR" once it accepts requests. Besides
-Sumsub's paths it serves GET /_sim/stats, GET /_sim/tokens and POST /_sim/reset.
+Sumsub's paths it serves GET /_sim/stats, GET /_sim/tokens, GET and POST
+/_sim/faults (outages and faults at run time) and POST /_sim/reset.
 
 It accepts requests signed with SUMSUB_APP_TOKEN and SUMSUB_SECRET_KEY, or the
 dev server's credentials when they are unset. With -webhook-url it sends an

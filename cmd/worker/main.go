@@ -40,6 +40,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	logger := logging.New(stderr, cfg.LogLevel)
 	a, err := app.Open(ctx, cfg.Common, app.Options{
 		PoolSize: database.WorkerPoolSize(cfg.Concurrency), SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+		SumsubProbeInterval: cfg.Sumsub.ProbeInterval,
 	}, logger)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kycbatch/kycbatch/internal/circuit"
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/event"
@@ -44,6 +46,8 @@ type App struct {
 	Outbox *event.Outbox
 	// Schedule decides whose record gets the next Sumsub permit.
 	Schedule *schedule.Scheduler
+	// Circuit pauses every worker's Sumsub calls while Sumsub as a whole fails.
+	Circuit *circuit.Breaker
 	// Batches and Reports serve the API and render the data of webhook events.
 	Batches *ingest.Service
 	Reports *reports.Service
@@ -58,6 +62,11 @@ type Options struct {
 	SumsubRateLimit int
 	// ReportLinkTTL is how long a report's download link works.
 	ReportLinkTTL time.Duration
+	// SumsubProbeInterval is the longest wait between probes of Sumsub
+	// while the circuit is open (0: circuit.DefaultMaxProbeWait).
+	SumsubProbeInterval time.Duration
+	// Metrics are another App's, to share (nil: the App's own).
+	Metrics *metrics.Metrics
 }
 
 // Open connects to PostgreSQL, Redis and S3 as cfg says and builds the
@@ -85,11 +94,12 @@ func Open(ctx context.Context, cfg config.Common, opts Options, logger *slog.Log
 // New builds an App on open connections (tests bring their own).
 func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, opts Options, logger *slog.Logger) *App {
 	a := &App{
-		Logger: logger, Metrics: metrics.New(), Pool: pool, Redis: rdb, Files: files,
+		Logger: logger, Metrics: cmp.Or(opts.Metrics, metrics.New()), Pool: pool, Redis: rdb, Files: files,
 		Queue: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
 	}
 	a.Outbox = event.NewOutbox(a.Queue, logger)
 	a.Schedule = schedule.New(rdb)
+	a.Circuit = circuit.New(rdb, opts.SumsubProbeInterval, logger, a.Metrics)
 	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit)
 	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, logger)
 	return a

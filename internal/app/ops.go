@@ -17,6 +17,16 @@ const readyTimeout = 2 * time.Second
 type readiness struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
+	// Sumsub is the circuit breaker of the Sumsub calls: shown, never a
+	// reason to be unready (the process itself is fine).
+	Sumsub *sumsubCircuit `json:"sumsub,omitempty"`
+}
+
+// sumsubCircuit is the circuit breaker's detail in /readyz.
+type sumsubCircuit struct {
+	Circuit string         `json:"circuit"` // closed or open
+	Since   *contract.Time `json:"since,omitempty"`
+	Reason  string         `json:"reason,omitempty"`
 }
 
 // OpsHandler serves what every process answers ops with, on net/http alone
@@ -60,6 +70,13 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	wg.Wait()
+	if st, err := a.Circuit.Status(ctx); err == nil {
+		body.Sumsub = &sumsubCircuit{Circuit: "closed"}
+		if st.Open {
+			since := contract.Time(st.Since)
+			body.Sumsub = &sumsubCircuit{Circuit: "open", Since: &since, Reason: st.Reason}
+		}
+	}
 	status := http.StatusOK
 	if body.Status != "ok" {
 		status = http.StatusServiceUnavailable

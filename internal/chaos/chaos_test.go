@@ -34,9 +34,11 @@ var batchShares = []float64{0.3, 0.25, 0.2, 0.15, 0.1}
 const businesses = 3
 
 // TestChaos runs batches through the real processes while it injects faults,
-// then checks that nothing was lost, doubled or half-written.
+// then checks that nothing was lost, doubled or half-written. Sumsub's
+// outages last CHAOS_OUTAGE_SECONDS (the 503 one twice as long).
 func TestChaos(t *testing.T) {
 	records, rate := envInt(t, "CHAOS_RECORDS", 400), envInt(t, "CHAOS_RATE", 50)
+	outage := time.Duration(envInt(t, "CHAOS_OUTAGE_SECONDS", 3)) * time.Second
 	ctx := context.Background()
 	apiBin, workerBin, simBin := proctest.Build(t, "../../cmd/api"), proctest.Build(t, "../../cmd/worker"), proctest.Build(t, "../../cmd/sumsubsim")
 	pg := startPostgres(t)
@@ -57,7 +59,7 @@ func TestChaos(t *testing.T) {
 
 	// The simulator: 10% 503s, a 429 burst of 500 ms every 7 s, and 1% of
 	// imports answered after 5 s, past the workers' 3 s timeout: those
-	// answers are lost.
+	// answers are lost. Its outages come later, at run time.
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sim := newProc(t, "sumsubsim", nil, simBin, "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms",
 		"-fail-rate", "0.1", "-stall-rate", "0.01", "-stall", "5s", "-burst-every", "7s", "-burst-for", "500ms", "-seed", "1")
@@ -71,7 +73,7 @@ func TestChaos(t *testing.T) {
 		"S3_ENDPOINT=" + s3srv.URL, "S3_BUCKET=" + s3cfg.Bucket, "S3_REGION=" + s3cfg.Region, "S3_FORCE_PATH_STYLE=true",
 		"AWS_ACCESS_KEY_ID=kycbatch-dev", "AWS_SECRET_ACCESS_KEY=kycbatch-dev-secret",
 		"SUMSUB_BASE_URL=" + simURL, "SUMSUB_APP_TOKEN=" + sumsubsim.DevAppToken, "SUMSUB_SECRET_KEY=" + sumsubsim.DevSecretKey,
-		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=3s",
+		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=" + callTimeout.String(), "SUMSUB_PROBE_INTERVAL=" + probeInterval.String(),
 		"RECONCILE_INTERVAL=2s", "SHUTDOWN_TIMEOUT=2s", "LOG_LEVEL=warn", "HTTP_ADDR=" + apiAddr,
 	}
 	run(t, env, apiBin, "migrate")
@@ -106,17 +108,24 @@ func TestChaos(t *testing.T) {
 	start := time.Now()
 	at := func(frac float64) { time.Sleep(time.Until(start.Add(time.Duration(frac * float64(expected))))) }
 	// The faults run on the test's goroutine, in order, while the processes work.
-	at(0.15)
+	// Between faults, records flow for a while (expected/20) once the
+	// circuit is closed again.
+	outages := &outageLog{sim: simURL, api: c.base, settle: expected / 20}
+	at(0.1)
 	workers[0].kill(t)
 	time.Sleep(time.Second)
 	workers[0].start(t)
 	log.add("worker 1 killed with SIGKILL, restarted after 1 s")
 
-	at(0.35)
+	at(0.2)
+	outages.run(t, sumsubsim.Outage503, 2*outage, "Sumsub down: 503 on every request")
+
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Errorf("flush Redis: %v", err)
 	}
 	log.add("Redis flushed (FLUSHALL): queues, retries and limiter state lost")
+
+	outages.run(t, sumsubsim.Outage401, outage, "Sumsub refuses our signature (a rotated secret): 401 on every request")
 
 	at(0.55)
 	pg.crash(t)
@@ -130,12 +139,14 @@ func TestChaos(t *testing.T) {
 		t.Errorf("upload during the PostgreSQL outage: %d, want a 5xx", status)
 	}
 
+	outages.run(t, sumsubsim.OutageTimeout, outage, "Sumsub silent: no answer to any request (the calls' 3 s timeout)")
+
 	at(0.75)
 	workers[1].kill(t)
 	time.Sleep(time.Second)
 	workers[1].start(t)
 	log.add("worker 2 killed with SIGKILL, restarted after 1 s")
-	deadline := 4*expected + 90*time.Second
+	deadline := 4*expected + 90*time.Second + outages.took
 	for _, p := range plans {
 		c.waitDone(t, p, deadline-time.Since(start))
 	}
@@ -162,6 +173,10 @@ func TestChaos(t *testing.T) {
 	fmt.Fprintf(w, "Sumsub 429 bursts (500 ms every 7 s)\t%d requests\t%s\n", stats.Burst429, survived(t))
 	fmt.Fprintf(w, "Sumsub 5 s stalls (imported, answer after the 3 s timeout)\t%d (%d answers lost)\t%s\n", stats.Stalls, stats.LostAnswers, survived(t))
 	fmt.Fprintf(w, "Sumsub 429 from the rate limit itself\t%d\t\n", stats.Rejected429)
+	for _, o := range outages.list {
+		fmt.Fprintf(w, "%s for %s: %d requests taken (before the circuit opened %d), circuit closed %.1f s after its end\t1\t%s\n",
+			o.what, o.length, o.answers, o.beforeOpen, o.recovery.Seconds(), survived(t))
+	}
 	w.Flush()
 	t.Logf("%d records in %d batches of %d businesses at %d/s: done in %s (%.1f s without faults); "+
 		"%d SUMSUB_OUTCOME_UNKNOWN: %d answers lost in a stall, %d in a killed worker\n%s",
@@ -514,4 +529,76 @@ func envInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s: want a positive whole number, got %q", name, v)
 	}
 	return n
+}
+
+// callTimeout bounds the workers' Sumsub calls.
+const callTimeout = 3 * time.Second
+
+// probeInterval is the workers' longest wait between probes of Sumsub while
+// the circuit is open: how late, at most, they notice an outage's end.
+const probeInterval = 10 * time.Second
+
+// outageLog runs Sumsub's outages and notes what each one did.
+type outageLog struct {
+	sim, api string
+	settle   time.Duration
+	took     time.Duration // the outages and the waits for the circuit to close
+	list     []outage
+}
+
+type outage struct {
+	what                string
+	length              time.Duration
+	answers, beforeOpen int           // requests the outage took; of those, before the circuit opened
+	recovery            time.Duration // from the outage's end to the circuit closed
+}
+
+// run puts the simulator in an outage of the kind for length, checks that
+// the circuit opens, waits for the outage to end and the circuit to close,
+// then lets records flow for the settling time.
+func (l *outageLog) run(t *testing.T, kind sumsubsim.Outage, length time.Duration, what string) {
+	t.Helper()
+	begin := time.Now()
+	before := simStats(t, l.sim).OutageAnswers
+	body := fmt.Sprintf(`{"outage":%q,"seconds":%g}`, kind, length.Seconds())
+	res, err := http.Post(l.sim+"/_sim/faults", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("POST /_sim/faults %s: %d", body, res.StatusCode)
+	}
+	ends := time.Now().Add(length)
+	o := outage{what: what, length: length, beforeOpen: -1}
+	// Timeouts are known a call's timeout after they start.
+	for time.Now().Before(ends.Add(callTimeout+time.Second)) && (o.beforeOpen < 0 || time.Now().Before(ends)) {
+		if o.beforeOpen < 0 && l.circuit(t) == "open" {
+			o.beforeOpen = simStats(t, l.sim).OutageAnswers - before
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if o.beforeOpen < 0 {
+		t.Errorf("%s: the circuit never opened", what)
+	}
+	for deadline := ends.Add(2 * probeInterval); l.circuit(t) != "closed"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the circuit still open %s after the outage's end", what, 2*probeInterval)
+		}
+	}
+	o.recovery = time.Since(ends)
+	o.answers = simStats(t, l.sim).OutageAnswers - before
+	l.list = append(l.list, o)
+	time.Sleep(l.settle)
+	l.took += time.Since(begin)
+}
+
+// circuit is the Sumsub circuit's state, as the API's /readyz shows it.
+func (l *outageLog) circuit(t *testing.T) string {
+	t.Helper()
+	var ready struct {
+		Sumsub struct{ Circuit string }
+	}
+	getJSON(t, l.api+"/readyz", &ready)
+	return ready.Sumsub.Circuit
 }

@@ -94,6 +94,10 @@ type Sumsub struct {
 	DefaultLevel string
 	// Timeout bounds one Sumsub request (SUMSUB_TIMEOUT).
 	Timeout time.Duration
+	// ProbeInterval is the longest wait between two probes of Sumsub while
+	// the circuit breaker is open (SUMSUB_PROBE_INTERVAL): after an outage
+	// ends, records are sent again within it.
+	ProbeInterval time.Duration
 }
 
 // Webhooks is the configuration of outgoing webhook deliveries.
@@ -123,23 +127,24 @@ func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 
 // Defaults serve local development.
 var Defaults = map[string]string{
-	"HTTP_ADDR":           "127.0.0.1:8080",
-	"WORKER_METRICS_ADDR": "127.0.0.1:9091",
-	"DATABASE_URL":        "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
-	"REDIS_URL":           "redis://127.0.0.1:6379/0",
-	"S3_ENDPOINT":         "",
-	"S3_REGION":           "us-east-1",
-	"S3_BUCKET":           "kycbatch",
-	"S3_FORCE_PATH_STYLE": "false",
-	"LOG_LEVEL":           "info",
-	"SHUTDOWN_TIMEOUT":    "30s",
-	"SUMSUB_BASE_URL":     "https://api.sumsub.com",
-	"SUMSUB_RATE_LIMIT":   "10",
-	"SUMSUB_TIMEOUT":      "10s",
-	"WORKER_CONCURRENCY":  "20",
-	"RECONCILE_INTERVAL":  "30s",
-	"REPORT_LINK_TTL":     "10m",
-	"MONITORING_READONLY": "false",
+	"HTTP_ADDR":             "127.0.0.1:8080",
+	"WORKER_METRICS_ADDR":   "127.0.0.1:9091",
+	"DATABASE_URL":          "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
+	"REDIS_URL":             "redis://127.0.0.1:6379/0",
+	"S3_ENDPOINT":           "",
+	"S3_REGION":             "us-east-1",
+	"S3_BUCKET":             "kycbatch",
+	"S3_FORCE_PATH_STYLE":   "false",
+	"LOG_LEVEL":             "info",
+	"SHUTDOWN_TIMEOUT":      "30s",
+	"SUMSUB_BASE_URL":       "https://api.sumsub.com",
+	"SUMSUB_RATE_LIMIT":     "10",
+	"SUMSUB_TIMEOUT":        "10s",
+	"SUMSUB_PROBE_INTERVAL": "30s",
+	"WORKER_CONCURRENCY":    "20",
+	"RECONCILE_INTERVAL":    "30s",
+	"REPORT_LINK_TTL":       "10m",
+	"MONITORING_READONLY":   "false",
 
 	"WEBHOOK_ALLOW_PRIVATE_URLS": "false",
 	"WEBHOOK_RETRY_BASE":         "5s",
@@ -174,12 +179,13 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 		Common:      r.common(),
 		MetricsAddr: r.addr("WORKER_METRICS_ADDR"),
 		Sumsub: Sumsub{
-			BaseURL:      strings.TrimSuffix(r.get("SUMSUB_BASE_URL"), "/"),
-			AppToken:     r.required("SUMSUB_APP_TOKEN"),
-			SecretKey:    r.required("SUMSUB_SECRET_KEY"),
-			RateLimit:    r.positive("SUMSUB_RATE_LIMIT", 100000),
-			DefaultLevel: r.get("SUMSUB_DEFAULT_LEVEL"),
-			Timeout:      r.duration("SUMSUB_TIMEOUT"),
+			BaseURL:       strings.TrimSuffix(r.get("SUMSUB_BASE_URL"), "/"),
+			AppToken:      r.required("SUMSUB_APP_TOKEN"),
+			SecretKey:     r.required("SUMSUB_SECRET_KEY"),
+			RateLimit:     r.positive("SUMSUB_RATE_LIMIT", 100000),
+			DefaultLevel:  r.get("SUMSUB_DEFAULT_LEVEL"),
+			Timeout:       r.duration("SUMSUB_TIMEOUT"),
+			ProbeInterval: r.duration("SUMSUB_PROBE_INTERVAL"),
 		},
 		Concurrency:       r.positive("WORKER_CONCURRENCY", 10000),
 		ReconcileInterval: r.duration("RECONCILE_INTERVAL"),
@@ -218,6 +224,7 @@ func (c Worker) LogValue() slog.Value {
 		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
 		slog.String("sumsub_default_level", c.Sumsub.DefaultLevel),
 		slog.String("sumsub_timeout", c.Sumsub.Timeout.String()),
+		slog.String("sumsub_probe_interval", c.Sumsub.ProbeInterval.String()),
 		slog.Int("worker_concurrency", c.Concurrency),
 		slog.String("reconcile_interval", c.ReconcileInterval.String()),
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),

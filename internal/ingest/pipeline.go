@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/kycbatch/kycbatch/internal/circuit"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/metrics"
@@ -23,10 +24,12 @@ import (
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 )
 
-// Importer imports an applicant from a share token; *sumsub.Client is one.
-// The pipeline needs nothing else of Sumsub.
+// Importer imports an applicant from a share token, and probes Sumsub
+// while the circuit is open; *sumsub.Client is one. The pipeline needs
+// nothing else of Sumsub.
 type Importer interface {
 	ReuseApplicant(ctx context.Context, shareToken, levelName string) (sumsub.Applicant, error)
+	Probe(ctx context.Context) error
 }
 
 // Limiter hands out permits for Sumsub calls; *ratelimit.Limiter is one,
@@ -99,6 +102,7 @@ type Pipeline struct {
 	sumsub  Importer
 	limiter Limiter
 	sched   *schedule.Scheduler
+	circuit *circuit.Breaker
 	outbox  *event.Outbox
 	cfg     PipelineConfig
 	logger  *slog.Logger
@@ -107,10 +111,10 @@ type Pipeline struct {
 
 // NewPipeline returns a Pipeline; files holds the raw uploads the reconciler sweeps.
 func NewPipeline(pool *pgxpool.Pool, files FileStore, importer Importer, limiter Limiter, sched *schedule.Scheduler,
-	outbox *event.Outbox, cfg PipelineConfig, logger *slog.Logger, m *metrics.Metrics) *Pipeline {
+	breaker *circuit.Breaker, outbox *event.Outbox, cfg PipelineConfig, logger *slog.Logger, m *metrics.Metrics) *Pipeline {
 	r := records{pool: pool}
 	return &Pipeline{records: r, group: grouper{records: r}, files: files, sumsub: importer, limiter: limiter, sched: sched,
-		outbox: outbox, cfg: cfg, logger: logger, metrics: m}
+		circuit: breaker, outbox: outbox, cfg: cfg, logger: logger, metrics: m}
 }
 
 // idleCheck is how often an idle pipeline asks the schedule for work even
@@ -154,6 +158,12 @@ func (p *Pipeline) prepare(ctx, calls context.Context, woken *signal, slots *sem
 				continue
 			}
 			idle, check = p.idle(ctx)
+			continue
+		}
+		// Nothing is sent while Sumsub as a whole fails (the circuit is
+		// open); one process at a time probes it meanwhile.
+		if until := p.circuit.Allow(ctx, p.probe); !until.IsZero() {
+			idle, check = true, until
 			continue
 		}
 		// A slot for each record before it is claimed: a claimed record
@@ -207,6 +217,14 @@ func (p *Pipeline) send(ctx, calls context.Context, c *claimed, slots *semaphore
 		}
 	})
 	return nil
+}
+
+// probe sends the circuit's probe, with a permit like any call.
+func (p *Pipeline) probe(ctx context.Context) error {
+	if err := p.limiter.Wait(ctx, maxPermitWait); err != nil {
+		return err
+	}
+	return p.sumsub.Probe(ctx)
 }
 
 // idle asks the schedule whether work waits (rebuilding it from PostgreSQL
@@ -311,6 +329,9 @@ func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 	label := callOutcome(err)
 	p.metrics.SumsubCalls.WithLabelValues(label).Inc()
 	p.metrics.SumsubDuration.WithLabelValues(label).Observe(time.Since(callStart).Seconds())
+	// A condition of Sumsub as a whole opens the circuit; while it is open,
+	// no record is charged for it.
+	open := p.circuit.Observe(ctx, err)
 	if err == nil {
 		return p.finish(ctx, c.BatchID, c.Row, c, imported(applicant))
 	}
@@ -323,7 +344,7 @@ func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 	}
 	switch {
 	case se.Kind == sumsub.Permanent:
-		o := outcome{Status: "failed", ErrorCode: sumsubCode(se), ErrorMessage: redact(se.Description, c.ShareToken)}
+		o := outcome{Status: "failed", ErrorCode: sumsubCode(se), ErrorMessage: se.Message()}
 		// A used token after an attempt whose answer was lost: that attempt
 		// may well have imported the applicant, so say we do not know.
 		if se.Code == sumsub.CodeInvalidShareToken && c.Attempt-1 > c.Answered {
@@ -332,11 +353,15 @@ func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 		return p.finish(ctx, c.BatchID, c.Row, c, o)
 	case se.Kind == sumsub.RateLimited:
 		return p.rateLimited(ctx, c, se)
-	case c.Attempt >= MaxAttempts:
+	case se.Kind == sumsub.Unauthorized || open && se.HTTPStatus == http.StatusServiceUnavailable:
+		// Refused unrun for a reason that is not the record's: not an
+		// attempt. The record goes at once, once the circuit closes.
+		return p.retry(ctx, c, unrun, time.Now())
+	case c.Attempt >= MaxAttempts && !open:
 		return p.finish(ctx, c.BatchID, c.Row, c, outcome{Status: "failed", ErrorCode: CodeSumsubUnavailable,
-			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", c.Attempt, redact(se.Error(), c.ShareToken))})
+			ErrorMessage: fmt.Sprintf("no answer from Sumsub after %d attempts: %s", c.Attempt, se.Error())})
 	}
-	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", c.Attempt, "error", redact(se.Error(), c.ShareToken))
+	p.logger.WarnContext(ctx, "sumsub call failed; will retry", "attempt", c.Attempt, "error", se.Error())
 	a := lost
 	if se.HTTPStatus == http.StatusServiceUnavailable {
 		a = unused // Sumsub refused the call without running it: the token is unused
@@ -438,6 +463,8 @@ func callOutcome(err error) string {
 		return "permanent"
 	case se.Kind == sumsub.RateLimited:
 		return "rate_limited"
+	case se.Kind == sumsub.Unauthorized:
+		return "unauthorized"
 	default:
 		return "transient"
 	}
@@ -463,14 +490,6 @@ func sumsubCode(e *sumsub.Error) string {
 		return "SUMSUB_" + strings.ToUpper(strings.NewReplacer("-", "_", " ", "_").Replace(e.Name))
 	}
 	return fmt.Sprintf("SUMSUB_HTTP_%d", e.HTTPStatus)
-}
-
-// redact removes the share token from a text Sumsub wrote (its descriptions may quote the token).
-func redact(text, shareToken string) string {
-	if shareToken == "" {
-		return text
-	}
-	return strings.ReplaceAll(text, shareToken, "[share token]")
 }
 
 // signal wakes every goroutine waiting on it (a sync.Cond with a context

@@ -129,6 +129,9 @@ const (
 	unused
 	// refused: Sumsub refused the call with 429: not an attempt at all.
 	refused
+	// unrun: Sumsub refused the call unrun for a reason not the record's
+	// (an outage, our credentials): not an attempt, nor a refusal.
+	unrun
 )
 
 // retryLater puts a claimed record back to wait until at, recording what
@@ -136,9 +139,9 @@ const (
 func (s records) retryLater(ctx context.Context, c *claimed, a answer, at time.Time) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE batch_records SET retry_at = $3,
-			attempts = attempts - $4, refusals = refusals + $4, answered_attempts = answered_attempts + $5
+			attempts = attempts - $4 - $6, refusals = refusals + $4, answered_attempts = answered_attempts + $5
 		WHERE batch_id = $1 AND row_number = $2 AND status = 'pending'`,
-		c.BatchID, c.Row, at, b2i(a == refused), b2i(a == unused))
+		c.BatchID, c.Row, at, b2i(a == refused), b2i(a == unused), b2i(a == unrun))
 	if err != nil {
 		return fmt.Errorf("put %s back until %s: %w", recordID(c.BatchID, c.Row), at.Format(time.RFC3339), err)
 	}

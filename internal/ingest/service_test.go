@@ -20,7 +20,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/entity"
@@ -48,12 +47,7 @@ func newServiceEnv(tb testing.TB) *serviceEnv {
 	tb.Helper()
 	pool := dbtest.Pool(tb)
 	files := s3test.Store(tb)
-	opt, err := redis.ParseURL(redistest.URL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	tb.Cleanup(func() { rdb.Close() })
+	rdb := redistest.Client(tb)
 	// A client made from a Redis client shares it and leaves closing it to us.
 	queue := asynq.NewClientFromRedisClient(rdb)
 	logger := slog.New(slog.DiscardHandler)

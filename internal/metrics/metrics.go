@@ -32,6 +32,12 @@ type Metrics struct {
 	LimiterWait prometheus.Histogram
 	// Records counts records that reached a final state, by outcome.
 	Records *prometheus.CounterVec
+	// SumsubCircuitState is the Sumsub circuit breaker's state as this
+	// process sees it: 0 closed, 1 open.
+	SumsubCircuitState prometheus.Gauge
+	// SumsubCircuitTransitions counts the transitions this process made, by
+	// the state entered (open, closed).
+	SumsubCircuitTransitions *prometheus.CounterVec
 }
 
 // New returns the metrics of a process, with Go's runtime and process metrics.
@@ -59,10 +65,17 @@ func New() *Metrics {
 		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kycbatch_records_processed_total", Help: "Records that reached a final state, by outcome.",
 		}, []string{"outcome"}),
+		SumsubCircuitState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kycbatch_sumsub_circuit_state", Help: "The Sumsub circuit breaker, shared by every worker, as this process sees it: 0 closed, 1 open (no record is sent).",
+		}),
+		SumsubCircuitTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kycbatch_sumsub_circuit_transitions_total", Help: "Transitions of the Sumsub circuit breaker made by this process, by the state entered (open, closed).",
+		}, []string{"to"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.SumsubCalls, m.SumsubDuration, m.LimiterWait, m.Records,
+		m.SumsubCircuitState, m.SumsubCircuitTransitions,
 	)
 	return m
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
@@ -18,13 +17,7 @@ import (
 // with an empty schedule (as a worker's first Sync leaves it).
 func newScheduler(tb testing.TB) *schedule.Scheduler {
 	tb.Helper()
-	opt, err := redis.ParseURL(redistest.URL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	tb.Cleanup(func() { rdb.Close() })
-	s := schedule.New(rdb)
+	s := schedule.New(redistest.Client(tb))
 	if err := s.Sync(context.Background(), nil); err != nil {
 		tb.Fatal(err)
 	}
@@ -229,18 +222,13 @@ func TestDropRefundsThePick(t *testing.T) {
 func TestSyncAndLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	opt, err := redis.ParseURL(redistest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := redistest.Client(t)
 	s := schedule.New(rdb)
 	if _, _, err := s.Ready(ctx); err != schedule.ErrLost {
 		t.Fatalf("Ready of a new Redis: %v, want ErrLost", err)
 	}
 	biz, batches := ids(2), ids(2)
-	err = s.Sync(ctx, []schedule.Work{
+	err := s.Sync(ctx, []schedule.Work{
 		{Business: biz[0], Weight: 1, Batch: batches[0], Now: 2},
 		{Business: biz[1], Weight: 1, Batch: batches[1], Later: map[int]time.Time{9: time.Now().Add(time.Hour)}},
 	})

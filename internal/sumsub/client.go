@@ -262,11 +262,43 @@ func (c *Client) answerError(resp *http.Response, body []byte, shareToken string
 		e.Kind = RateLimited
 	case resp.StatusCode >= 500:
 		e.Kind = Transient
+	case resp.StatusCode == http.StatusUnauthorized && !shareTokenRefused(b.Description):
+		e.Kind = Unauthorized
+		if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil && e.TimestampRefused() {
+			e.ClockOffset = c.now().Sub(date).Round(time.Second)
+		}
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return e
+}
+
+// shareTokenRefused reports whether a 401's description refuses the share
+// token (expired or malformed: "Token is invalid: Token _act-… is invalid
+// now…"), the record's fault, rather than our signature, timestamp or app
+// token, every request's.
+func shareTokenRefused(description string) bool {
+	return strings.HasPrefix(description, "Token is invalid") || strings.Contains(description, "_act-")
+}
+
+// probeApplicant is the applicant Probe asks about: none has this id.
+const probeApplicant = "kycbatch-probe"
+
+// Probe sends Sumsub one request that uses no share token (the status of an
+// applicant that does not exist) and returns nil when Sumsub answers it as
+// it answers any good request (its 404, or any other refusal of that
+// applicant), or the *Error that says Sumsub, or our credentials, still fail.
+func (c *Client) Probe(ctx context.Context) error {
+	err := c.do(ctx, http.MethodGet, "/resources/applicants/"+probeApplicant+"/status", nil, "", &reviewJSON{})
+	var se *Error
+	if errors.As(err, &se) && (se.Kind == Permanent || se.Kind == RateLimited) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sumsub: probe: %w", err)
+	}
+	return nil
 }
 
 // maxRetryAfter caps Retry-After: a server asking for more than a day is

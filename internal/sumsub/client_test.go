@@ -219,7 +219,12 @@ func TestReuseApplicantAnswers(t *testing.T) {
 		{
 			name:    "unauthorized",
 			answer:  answer{status: 401, body: `{"code":401,"description":"Request signature mismatch","correlationId":"req-2"}`},
-			wantErr: &sumsub.Error{Kind: sumsub.Permanent, HTTPStatus: 401, Description: "Request signature mismatch", CorrelationID: "req-2"},
+			wantErr: &sumsub.Error{Kind: sumsub.Unauthorized, HTTPStatus: 401, Description: "Request signature mismatch", CorrelationID: "req-2"},
+		},
+		{
+			name:    "an expired share token's 401 is the record's",
+			answer:  answer{status: 401, body: `{"code":401,"description":"Token is invalid: Token _act-sbx-1 is invalid now","correlationId":"req-3"}`},
+			wantErr: &sumsub.Error{Kind: sumsub.Permanent, HTTPStatus: 401, Description: "Token is invalid: Token _act-sbx-1 is invalid now", CorrelationID: "req-3"},
 		},
 		{
 			name:    "4xx without Sumsub's body",

@@ -22,6 +22,10 @@ const (
 	// Transient failures (5xx, timeouts, connection errors, lost or garbled
 	// answers) are retried with backoff.
 	Transient
+	// Unauthorized failures (401 for our signature, our timestamp or our
+	// app token, not for a share token) are no record's fault: every
+	// request gets the same answer until the secret or the clock is right.
+	Unauthorized
 )
 
 // String names the kind in error messages.
@@ -33,6 +37,8 @@ func (k Kind) String() string {
 		return "rate limited"
 	case Transient:
 		return "transient"
+	case Unauthorized:
+		return "unauthorized"
 	default:
 		return fmt.Sprintf("Kind(%d)", int(k))
 	}
@@ -92,7 +98,11 @@ type Error struct {
 	Description   string        // Sumsub's description, as sent: it may echo a token, so Error masks it
 	CorrelationID string        // Sumsub's correlationId, for their support
 	RetryAfter    time.Duration // from Retry-After on a 429 or 503, 0 when absent
-	Err           error         // the underlying transport or decoding error, never a *url.Error
+	// ClockOffset is, for a refused timestamp, how far our clock is ahead
+	// of Sumsub's (negative: behind) by its answer's Date header, to the
+	// second; 0 when unknown.
+	ClockOffset time.Duration
+	Err         error // the underlying transport or decoding error, never a *url.Error
 
 	// shareToken is the request's share token when Description echoes it,
 	// so that Error masks it even when it has no recognisable shape.
@@ -118,7 +128,7 @@ func (e *Error) Error() string {
 	case e.Code != 0:
 		fmt.Fprintf(&b, ", errorCode %d", e.Code)
 	}
-	if d := e.maskedDescription(); d != "" {
+	if d := e.Message(); d != "" {
 		b.WriteString(": ")
 		b.WriteString(d)
 	}
@@ -143,19 +153,37 @@ func (e *Error) Unwrap() error {
 
 // Temporary reports whether the same call may succeed later.
 func (e *Error) Temporary() bool {
-	return e.Kind == RateLimited || e.Kind == Transient
+	return e.Kind != Permanent
 }
 
-// tokenShape matches the tokens Sumsub echoes in descriptions ("Token
-// _act-... is invalid now") and JWTs, whatever request they came from.
-var tokenShape = regexp.MustCompile(`_act-[^\s,;]*|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*`)
+// TimestampRefused reports whether Sumsub refused our request's timestamp:
+// the clock of the process that signed it is more than MaxClockSkew off.
+func (e *Error) TimestampRefused() bool {
+	return e.Kind == Unauthorized && strings.Contains(strings.ToLower(e.Description), "timestamp")
+}
+
+// MaxClockSkew is how far from Sumsub's clock a request's timestamp may be,
+// either way.
+const MaxClockSkew = time.Minute
+
+// Message is Sumsub's description with every share token, token id
+// (_act-…) and JWT-shaped string removed: safe to store, return and log.
+func (e *Error) Message() string {
+	return Redact(e.Description, e.shareToken)
+}
+
+// secretShape matches what Sumsub's descriptions may quote of a share
+// token: its id ("Token _act-… is invalid now"; share tokens are unsigned
+// JWTs whose claim is that id, so the id rebuilds the token) and JWTs.
+var secretShape = regexp.MustCompile(`_act-[^\s,;:'"]*|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*`)
 
 const masked = "[redacted]"
 
-func (e *Error) maskedDescription() string {
-	d := e.Description
-	if e.shareToken != "" {
-		d = strings.ReplaceAll(d, e.shareToken, masked)
+// Redact removes from a text Sumsub wrote the share token the request
+// carried (when not empty), token ids and JWT-shaped strings.
+func Redact(text, shareToken string) string {
+	if shareToken != "" {
+		text = strings.ReplaceAll(text, shareToken, masked)
 	}
-	return tokenShape.ReplaceAllString(d, masked)
+	return secretShape.ReplaceAllString(text, masked)
 }

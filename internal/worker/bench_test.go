@@ -209,7 +209,7 @@ func entities(b testing.TB, e *apitest.Env, business uuid.UUID, n int) []uuid.UU
 }
 
 // waitProcessed polls the batch until it has processed at least n records.
-func waitProcessed(b *testing.B, e *apitest.Env, key, batchID string, n int, timeout time.Duration) {
+func waitProcessed(b testing.TB, e *apitest.Env, key, batchID string, n int, timeout time.Duration) {
 	b.Helper()
 	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
 		r := e.Call(b, http.MethodGet, "/entity/kyc/import/batch/"+batchID, key, nil)

@@ -52,7 +52,7 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		BaseURL: cfg.Sumsub.BaseURL, AppToken: cfg.Sumsub.AppToken, SecretKey: cfg.Sumsub.SecretKey, Timeout: cfg.Sumsub.Timeout,
 	})
 	pipeline := ingest.NewPipeline(a.Pool, a.Files, importer, ratelimit.New(a.Redis, "sumsub", cfg.Sumsub.RateLimit),
-		a.Schedule, a.Outbox,
+		a.Schedule, a.Circuit, a.Outbox,
 		ingest.PipelineConfig{
 			Rate: cfg.Sumsub.RateLimit, Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
 			CallTimeout: cfg.Sumsub.Timeout, ShutdownTimeout: cfg.ShutdownTimeout,

@@ -5,13 +5,19 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 )
 
-// maxSkew is how far X-App-Access-Ts may be from the simulator's clock,
-// either way, inclusive: Sumsub's own example clients stamp a minute ahead.
-const maxSkew = 60
+// maxSkew is how far X-App-Access-Ts may be from the simulator's clock, in
+// seconds, either way, inclusive: Sumsub's own example clients stamp a
+// minute ahead.
+const maxSkew = int64(sumsub.MaxClockSkew / time.Second)
+
+// signatureMismatch is Sumsub's description of a wrong signature (a wrong
+// secret).
+const signatureMismatch = "Request signature mismatch"
 
 // checkSignature returns Sumsub's description of what is wrong with the
 // request's credentials, or "" when they are right.
@@ -28,7 +34,7 @@ func (s *Server) checkSignature(r *http.Request, body []byte) string {
 	// client had to sign.
 	want := sumsub.Sign(s.cfg.SecretKey, ts, r.Method, r.RequestURI, body)
 	if !hmac.Equal([]byte(want), []byte(r.Header.Get("X-App-Access-Sig"))) {
-		return "Request signature mismatch"
+		return signatureMismatch
 	}
 	return ""
 }

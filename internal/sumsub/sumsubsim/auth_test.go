@@ -46,7 +46,7 @@ func TestCredentials(t *testing.T) {
 
 func TestClockSkew(t *testing.T) {
 	t.Parallel()
-	tooFar := outcome{Failed: true, Kind: sumsub.Permanent, HTTPStatus: 401}
+	tooFar := outcome{Failed: true, Kind: sumsub.Unauthorized, HTTPStatus: 401}
 	tests := []struct {
 		skew time.Duration
 		want outcome
@@ -68,8 +68,14 @@ func TestClockSkew(t *testing.T) {
 				t.Errorf("outcome mismatch (-want +got):\n%s", diff)
 			}
 			var e *sumsub.Error
-			if errors.As(err, &e) && e.Description != "Request timestamp is too old or too far in the future" {
-				t.Errorf("Description = %q, want the timestamp refusal", e.Description)
+			if errors.As(err, &e) {
+				if e.Description != "Request timestamp is too old or too far in the future" || !e.TimestampRefused() {
+					t.Errorf("Description = %q, want the timestamp refusal", e.Description)
+				}
+				// The answer's Date is the simulator's clock: the offset is the skew.
+				if e.ClockOffset != tt.skew {
+					t.Errorf("ClockOffset = %s, want %s", e.ClockOffset, tt.skew)
+				}
 			}
 		})
 	}

@@ -27,6 +27,9 @@ type Stats struct {
 	LostAnswers int `json:"lostAnswers"`
 	// Burst429 counts the 429s of Faults' bursts.
 	Burst429 int `json:"burst429"`
+	// OutageAnswers counts the requests an outage took (a timeout's
+	// swallowed request counts).
+	OutageAnswers int `json:"outageAnswers"`
 	// WebhooksSent counts webhooks delivered: answered 2xx.
 	WebhooksSent int `json:"webhooksSent"`
 	// WebhooksFailed counts webhooks given up on after every attempt.
@@ -52,12 +55,13 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// Reset forgets everything: counters, used and lost tokens, applicants and
-// the rate window, so that one simulator serves several benchmark runs. The
-// faults stay.
+// Reset forgets everything: counters, used and lost tokens, applicants,
+// the rate window and the faults, so that one simulator serves several
+// benchmark runs.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.faults = Faults{}
 	s.stats = Stats{}
 	s.window = nil
 	clear(s.imports)
@@ -103,6 +107,14 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/_sim/reset":
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodGet && r.URL.Path == "/_sim/faults":
+		writeJSON(w, http.StatusOK, s.faultsBody())
+	case r.Method == http.MethodPost && r.URL.Path == "/_sim/faults":
+		if err := s.changeFaults(r.Body); err != nil {
+			writeError(w, http.StatusBadRequest, errorBody{Description: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.faultsBody())
 	default:
 		writeError(w, http.StatusNotFound, errorBody{Description: "Not found"})
 	}

@@ -34,7 +34,7 @@ func TestStatsAndReset(t *testing.T) {
 		t.Fatalf("stats %s: %v", body, err)
 	}
 	want := map[string]int{"requests": 3, "successfulImports": 1, "reusedTokenAttempts": 1, "rejected429": 1, "maxRequestsInAnySecond": 2,
-		"injected503": 0, "stalls": 0, "lostAnswers": 0, "burst429": 0, "webhooksSent": 0, "webhooksFailed": 0}
+		"injected503": 0, "stalls": 0, "lostAnswers": 0, "burst429": 0, "webhooksSent": 0, "webhooksFailed": 0, "outageAnswers": 0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("stats JSON mismatch (-want +got):\n%s", diff)
 	}

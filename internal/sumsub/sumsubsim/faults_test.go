@@ -1,10 +1,12 @@
 package sumsubsim_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +170,110 @@ func TestResetClearsFaultCounters(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]sumsubsim.TokenStats{}, getTokens(t, url)); diff != "" {
 		t.Errorf("/_sim/tokens after reset mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// postFaults sends a POST /_sim/faults body and returns the status and the
+// answer decoded.
+func postFaults(tb testing.TB, url, body string) (int, map[string]any) {
+	tb.Helper()
+	resp, err := http.Post(url+"/_sim/faults", "application/json", strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		tb.Fatal(err)
+	}
+	return resp.StatusCode, got
+}
+
+func TestOutagesAtRunTime(t *testing.T) {
+	t.Parallel()
+	clk := newClock(start)
+	sim, url := newSim(t, sumsubsim.Config{Now: clk.Now, Faults: sumsubsim.Faults{FailRate: 0.25}})
+	c := newClient(url, clk.Now)
+
+	status, got := postFaults(t, url, `{"outage":"503","seconds":30}`)
+	ends := start.Add(30 * time.Second).UTC().Format(time.RFC3339)
+	want := map[string]any{"outage": "503", "outageEndsAt": ends, "failRate": 0.25, "stallRate": 0.0,
+		"stall": "0s", "burstEvery": "0s", "burstFor": "0s"}
+	if status != http.StatusOK || !cmp.Equal(want, got) {
+		t.Errorf("POST 503 outage: %d %v, want 200 %v (the fail rate kept)", status, got, want)
+	}
+	// Every request is taken, signed or not, the probe's GET too, and nothing is imported.
+	_, err := c.ReuseApplicant(t.Context(), "tok-1", "")
+	if diff := cmp.Diff(unavailable, summarize(t, sumsub.Applicant{}, err)); diff != "" {
+		t.Errorf("in a 503 outage (-want +got):\n%s", diff)
+	}
+	if err := newClient(url, nil).Probe(t.Context()); err == nil {
+		t.Error("Probe in a 503 outage: nil, want the 503")
+	}
+	resp, err := http.Get(url + "/_sim/faults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read map[string]any
+	json.NewDecoder(resp.Body).Decode(&read) //nolint:errcheck // compared below
+	resp.Body.Close()
+	if !cmp.Equal(want, read) {
+		t.Errorf("GET /_sim/faults = %v, want %v", read, want)
+	}
+
+	// The outage ends by itself.
+	clk.Add(30 * time.Second)
+	if err := c.Probe(t.Context()); err != nil {
+		t.Errorf("Probe after the outage: %v, want nil (Sumsub's 404 for no such applicant)", err)
+	}
+
+	// A rotated secret: every request 401, signature mismatch, until "none".
+	if status, got := postFaults(t, url, `{"outage":"401","failRate":0}`); status != http.StatusOK || got["outageEndsAt"] != nil || got["failRate"] != 0.0 {
+		t.Errorf("POST 401 outage: %d %v, want 200 without an end", status, got)
+	}
+	_, err = c.ReuseApplicant(t.Context(), "tok-2", "")
+	var se *sumsub.Error
+	if !errors.As(err, &se) || se.Kind != sumsub.Unauthorized || se.Description != "Request signature mismatch" {
+		t.Errorf("in a 401 outage: %v, want Unauthorized, Request signature mismatch", err)
+	}
+	clk.Add(time.Hour)
+	if _, err := c.ReuseApplicant(t.Context(), "tok-3", ""); err == nil {
+		t.Error("a 401 outage without seconds ended by itself")
+	}
+	postFaults(t, url, `{"outage":"none"}`)
+	if _, err := c.ReuseApplicant(t.Context(), "tok-4", ""); err != nil {
+		t.Errorf("after outage none: %v", err)
+	}
+
+	// A timeout outage never answers: the client's timeout decides.
+	postFaults(t, url, `{"outage":"timeout"}`)
+	short := sumsub.New(sumsub.Config{BaseURL: url, AppToken: appToken, SecretKey: secret, Now: clk.Now, Timeout: 100 * time.Millisecond})
+	_, err = short.ReuseApplicant(t.Context(), "tok-5", "")
+	if diff := cmp.Diff(outcome{Failed: true, Kind: sumsub.Transient}, summarize(t, sumsub.Applicant{}, err)); diff != "" {
+		t.Errorf("in a timeout outage (-want +got):\n%s", diff)
+	}
+
+	st := sim.Stats()
+	if st.OutageAnswers != 5 || st.SuccessfulImports != 1 || sim.Imports("tok-5") != 0 {
+		t.Errorf("stats %+v, want 5 outage answers (a swallowed timeout counts) and tok-4 alone imported", st)
+	}
+	// Reset clears the faults with the counters.
+	sim.Reset()
+	if f := sim.Faults(); f != (sumsubsim.Faults{}) {
+		t.Errorf("faults after reset: %+v, want none", f)
+	}
+}
+
+func TestFaultsRefused(t *testing.T) {
+	t.Parallel()
+	sim, url := newSim(t, sumsubsim.Config{Faults: sumsubsim.Faults{FailRate: 0.5}})
+	for _, body := range []string{`{"outage":"down"}`, `{"failRate":2}`, `{"stall":"soon"}`, `{"outage":"503","seconds":-1}`, `{"bursts":1}`, `not json`} {
+		if status, got := postFaults(t, url, body); status != http.StatusBadRequest || got["description"] == "" {
+			t.Errorf("POST %s: %d %v, want 400 with a description", body, status, got)
+		}
+	}
+	// Nothing of a refused change was applied.
+	if status, _ := postFaults(t, url, `{"stallRate":0.5,"stall":"bad"}`); status != http.StatusBadRequest || sim.Faults().StallRate != 0 || sim.Faults().FailRate != 0.5 {
+		t.Errorf("a refused change applied: %+v", sim.Faults())
 	}
 }

@@ -1,6 +1,10 @@
 package sumsubsim
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -99,7 +103,7 @@ func (s *Server) importToken(token, level string) (applicantBody, int, errorBody
 	case strings.HasPrefix(token, PrefixInvalid):
 		return applicantBody{}, http.StatusBadRequest, reuseRefusal(sumsub.CodeInvalidShareToken, "Share token is invalid or has been used")
 	case strings.HasPrefix(token, PrefixExpired):
-		return applicantBody{}, http.StatusUnauthorized, errorBody{Description: s.expiredDescription()}
+		return applicantBody{}, http.StatusUnauthorized, errorBody{Description: s.expiredDescription(token)}
 	case !knownLevels[level] || strings.HasPrefix(token, PrefixLevel):
 		return applicantBody{}, http.StatusBadRequest, reuseRefusal(sumsub.CodeNonSuitableShareToken, "Not Reusable KYC for level: "+level)
 	}
@@ -138,12 +142,30 @@ func (s *Server) importToken(token, level string) (applicantBody, int, errorBody
 	return a, http.StatusOK, errorBody{}
 }
 
-// expiredDescription imitates Sumsub's answer to an expired token with a
-// made-up token: the simulator never echoes the real one.
-func (s *Server) expiredDescription() string {
+// expiredDescription is Sumsub's answer to an expired token, which quotes
+// the token's id the way Sumsub does.
+func (s *Server) expiredDescription(token string) string {
 	now := s.cfg.Now().UTC()
-	return fmt.Sprintf("Token is invalid: Token _act-sbx-jwt-%016x is invalid now: created at %s with ttl 1200 but accessed at %s [source: null]",
-		rand.Uint64(), now.Add(-21*time.Minute).Format(time.RFC3339), now.Format(time.RFC3339))
+	return fmt.Sprintf("Token is invalid: Token %s is invalid now: created at %s with ttl 1200 but accessed at %s [source: null]",
+		TokenID(token), now.Add(-21*time.Minute).Format(time.RFC3339), now.Format(time.RFC3339))
+}
+
+// TokenID is the id Sumsub quotes of a share token: a JWT's jti (Sumsub's
+// share tokens are unsigned JWTs whose claim is that id), else "_act-sim-"
+// and the first 16 hex digits of the token's SHA-256.
+func TokenID(token string) string {
+	if parts := strings.Split(token, "."); len(parts) == 3 {
+		if payload, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			var claims struct {
+				JTI string `json:"jti"`
+			}
+			if json.Unmarshal(payload, &claims) == nil && claims.JTI != "" {
+				return claims.JTI
+			}
+		}
+	}
+	sum := sha256.Sum256([]byte(token))
+	return "_act-sim-" + hex.EncodeToString(sum[:8])
 }
 
 // status serves GET /resources/applicants/{id}/status.

@@ -32,7 +32,7 @@ func TestTestModeTokens(t *testing.T) {
 		{token: sumsubsim.PrefixRed + "1", want: outcome{Review: sumsub.Review{Status: "completed", Answer: "RED", RejectType: "FINAL"}}},
 		{token: sumsubsim.PrefixPending + "1", want: outcome{Review: sumsub.Review{Status: "pending"}}},
 		{token: sumsubsim.PrefixInvalid + "1", want: invalid},
-		{token: sumsubsim.PrefixExpired + "1", want: refused},
+		{token: sumsubsim.PrefixExpired + "1", want: outcome{Failed: true, Kind: sumsub.Permanent, HTTPStatus: 401}},
 		{token: sumsubsim.PrefixLevel + "1", want: nonSuitable},
 		{token: sumsubsim.PrefixLevel + "2", level: "levelKyc", want: nonSuitable},
 		{token: "tok-unknown-level", level: "id-liveness-preview", want: nonSuitable},
@@ -78,14 +78,31 @@ func TestExpiredTokenDescription(t *testing.T) {
 	if !errors.As(err, &e) {
 		t.Fatalf("ReuseApplicant: %v, want a *sumsub.Error", err)
 	}
-	if !strings.HasPrefix(e.Description, "Token is invalid: Token _act-") || !strings.Contains(e.Description, "with ttl 1200 but accessed at") {
-		t.Errorf("Description = %q, want Sumsub's expired-token description", e.Description)
+	// Sumsub quotes the token's id.
+	id := sumsubsim.TokenID(token)
+	if !strings.HasPrefix(e.Description, "Token is invalid: Token "+id+" is invalid now") || !strings.Contains(e.Description, "with ttl 1200 but accessed at") {
+		t.Errorf("Description = %q, want Sumsub's expired-token description quoting %s", e.Description, id)
+	}
+	if e.Kind != sumsub.Permanent {
+		t.Errorf("Kind = %s, want permanent: an expired token is the record's fault", e.Kind)
 	}
 	if strings.Contains(e.Description, token) {
 		t.Errorf("Description = %q echoes the real share token", e.Description)
 	}
-	if strings.Contains(err.Error(), "_act-") {
-		t.Errorf("Error() = %q shows the echoed token", err)
+	if strings.Contains(err.Error(), "_act-") || strings.Contains(e.Message(), "_act-") {
+		t.Errorf("Error() = %q, Message() = %q: shows the token's id", err, e.Message())
+	}
+}
+
+func TestTokenID(t *testing.T) {
+	t.Parallel()
+	// A share token as Sumsub makes them: an unsigned JWT whose claim is its id.
+	jwt := "eyJhbGciOiJub25lIn0.eyJqdGkiOiJfYWN0LXNieC1qd3QtMTIzIn0."
+	if got, want := sumsubsim.TokenID(jwt), "_act-sbx-jwt-123"; got != want {
+		t.Errorf("TokenID(JWT) = %q, want its jti %q", got, want)
+	}
+	if got := sumsubsim.TokenID("sim-expired-1"); !regexp.MustCompile(`^_act-sim-[0-9a-f]{16}$`).MatchString(got) || got == sumsubsim.TokenID("sim-expired-2") {
+		t.Errorf("TokenID(sim-expired-1) = %q, want _act-sim- and 16 hex digits of its own", got)
 	}
 }
 

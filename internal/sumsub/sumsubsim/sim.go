@@ -9,15 +9,17 @@
 // after a delay: the simulator then answers its status as completed and
 // sends Sumsub's applicantReviewed webhook, signed, to the webhook URL.
 //
-// For chaos tests, Config.Faults makes the simulator fail, stall or refuse
-// requests at random, and Stats counts each fault apart.
+// For chaos tests and drills, Config.Faults makes the simulator fail, stall
+// or refuse requests at random, or go down as a whole (an outage), and
+// Stats counts each fault apart.
 //
-// Three paths outside Sumsub's API help tests and benchmarks, unsigned and
-// not counted: GET /_sim/stats returns Stats as JSON; GET /_sim/tokens
+// Paths outside Sumsub's API help tests, benchmarks and drills, unsigned
+// and not counted: GET /_sim/stats returns Stats as JSON; GET /_sim/tokens
 // returns, for every share token seen, {"seen": n, "imports": n, "lost": bool}
 // (TokenStats), so that a test in another process checks that no token was
 // imported twice and that answers were lost only where the simulator lost
-// them; and POST /_sim/reset forgets everything.
+// them; GET and POST /_sim/faults read and change the faults at run time
+// (faultsBody); and POST /_sim/reset forgets everything.
 package sumsubsim
 
 import (
@@ -137,6 +139,8 @@ func (s *Server) Close() {
 // and the rate limit (429), waits Config.Latency, and routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	// The simulator's clock, which tests may set, is the one its answers tell.
+	w.Header().Set("Date", s.cfg.Now().UTC().Format(http.TimeFormat))
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		s.serveSim(w, r)
 		return
@@ -153,6 +157,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, errorBody{Description: "Cannot read the request body"})
+		return
+	}
+	switch s.inOutage() {
+	case Outage503:
+		writeError(w, http.StatusServiceUnavailable, errorBody{Description: unavailable})
+		return
+	case Outage401:
+		writeError(w, http.StatusUnauthorized, errorBody{Description: signatureMismatch})
+		return
+	case OutageTimeout:
+		// Never answered: the client's timeout decides.
+		select {
+		case <-r.Context().Done():
+		case <-s.stopCtx.Done():
+		}
 		return
 	}
 	if desc := s.checkSignature(r, body); desc != "" {

@@ -89,7 +89,7 @@ var (
 	nonSuitable = outcome{Failed: true, Kind: sumsub.Permanent, HTTPStatus: 400, Code: sumsub.CodeNonSuitableShareToken, Name: "non-suitable-share-token"}
 	rateLimited = outcome{Failed: true, Kind: sumsub.RateLimited, HTTPStatus: 429}
 	unavailable = outcome{Failed: true, Kind: sumsub.Transient, HTTPStatus: 503}
-	refused     = outcome{Failed: true, Kind: sumsub.Permanent, HTTPStatus: 401}
+	refused     = outcome{Failed: true, Kind: sumsub.Unauthorized, HTTPStatus: 401}
 )
 
 func TestLatency(t *testing.T) {

@@ -66,6 +66,15 @@ type Options struct {
 	// SumsubWebhook mounts POST /webhooks/sumsub with WebhookSecret and has
 	// the simulator send its review webhooks there, WebhookDelay after import.
 	SumsubWebhook bool
+	// SumsubProbeInterval is the longest wait between probes of Sumsub
+	// while the circuit is open (default 30 s).
+	SumsubProbeInterval time.Duration
+	// SumsubSecretKey is the secret the workers sign with (default the
+	// simulator's: another one is a wrong secret).
+	SumsubSecretKey string
+	// SimClockAhead sets the simulator's clock ahead of this machine's
+	// (negative: behind), as Sumsub's would be of a worker's clock gone wrong.
+	SimClockAhead time.Duration
 }
 
 // WebhookSecret signs Sumsub's webhooks in tests with Options.SumsubWebhook;
@@ -95,8 +104,9 @@ type Env struct {
 
 // The simulator's credentials in tests.
 const (
-	simAppToken  = "sbx:test-app-token"
-	simSecretKey = "test-secret-key"
+	simAppToken = "sbx:test-app-token"
+	// SimSecretKey is the secret the simulator checks signatures with.
+	SimSecretKey = "test-secret-key"
 )
 
 // New starts the API (no worker: see StartWorker).
@@ -114,13 +124,15 @@ func New(tb testing.TB, opts Options) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { rdb.Close() })
-	sim := sumsubsim.New(sumsubsim.Config{AppToken: simAppToken, SecretKey: simSecretKey, RateLimit: opts.SumsubRate, Latency: opts.SimLatency})
+	sim := sumsubsim.New(sumsubsim.Config{AppToken: simAppToken, SecretKey: SimSecretKey, RateLimit: opts.SumsubRate, Latency: opts.SimLatency,
+		Now: func() time.Time { return time.Now().Add(opts.SimClockAhead) }})
 	simSrv := httptest.NewServer(sim)
 	tb.Cleanup(simSrv.Close)
 
 	// The defaults, as the binaries read them, with the environment's services.
 	env := map[string]string{
-		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": simSecretKey,
+		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": cmp.Or(opts.SumsubSecretKey, SimSecretKey),
+		"SUMSUB_PROBE_INTERVAL":      cmp.Or(opts.SumsubProbeInterval, 30*time.Second).String(),
 		"SUMSUB_RATE_LIMIT":          strconv.Itoa(opts.SumsubRate),
 		"RECONCILE_INTERVAL":         opts.ReconcileInterval.String(),
 		"WEBHOOK_ALLOW_PRIVATE_URLS": strconv.FormatBool(!opts.BlockPrivateWebhookURLs),
@@ -204,8 +216,10 @@ func (e *Env) StartCountedWorker(tb testing.TB, shutdown time.Duration) (stop fu
 	rdb.AddHook(&counter)
 	cfg := e.Worker
 	cfg.ShutdownTimeout = shutdown
-	a := app.New(e.Pool, rdb, e.Files, app.Options{SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL}, e.Logger())
-	a.Metrics = e.App.Metrics
+	a := app.New(e.Pool, rdb, e.Files, app.Options{
+		SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, SumsubProbeInterval: cfg.Sumsub.ProbeInterval,
+		Metrics: e.App.Metrics,
+	}, e.Logger())
 	w, err := worker.New(a, cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -62,6 +62,19 @@ func URL(tb testing.TB) string {
 	}
 }
 
+// Client returns a client of a database of the test's own (URL), closed
+// when the test ends.
+func Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	opt, err := redis.ParseURL(URL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
 func flush(tb testing.TB, url string) {
 	tb.Helper()
 	opt, err := redis.ParseURL(url)
