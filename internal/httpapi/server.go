@@ -49,8 +49,9 @@ func New(a *app.App, cfg config.API) http.Handler {
 			if route == "" {
 				route = "unmatched" // keeps unknown paths from creating a series each
 			}
-			a.Metrics.HTTPRequests.WithLabelValues(route, v.Method, strconv.Itoa(v.Status)).Inc()
-			a.Metrics.HTTPDuration.WithLabelValues(route, v.Method).Observe(v.Latency.Seconds())
+			method := metricMethod(v.Method)
+			a.Metrics.HTTPRequests.WithLabelValues(route, method, strconv.Itoa(v.Status)).Inc()
+			a.Metrics.HTTPDuration.WithLabelValues(route, method).Observe(v.Latency.Seconds())
 			a.Logger.LogAttrs(c.Request().Context(), level, "request",
 				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.String("route", v.RoutePath),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
@@ -60,4 +61,16 @@ func New(a *app.App, cfg config.API) http.Handler {
 
 	addRoutes(e, a, cfg)
 	return e
+}
+
+// metricMethod is a request's method as a metric label: the standard
+// methods, and "other" for any other, so that a client's made-up methods
+// cannot create series without end.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
