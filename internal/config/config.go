@@ -218,7 +218,7 @@ func (c API) LogValue() slog.Value {
 func (c Worker) LogValue() slog.Value {
 	return slog.GroupValue(append(c.Common.attrs(),
 		slog.String("worker_metrics_addr", c.MetricsAddr),
-		slog.String("sumsub_base_url", c.Sumsub.BaseURL),
+		slog.String("sumsub_base_url", database.Redact(c.Sumsub.BaseURL)),
 		slog.Bool("sumsub_app_token_set", c.Sumsub.AppToken != ""),
 		slog.Bool("sumsub_secret_key_set", c.Sumsub.SecretKey != ""),
 		slog.Int("sumsub_rate_limit", c.Sumsub.RateLimit),
@@ -237,7 +237,7 @@ func (c Common) attrs() []slog.Attr {
 	return []slog.Attr{
 		slog.String("database_url", database.Redact(c.DatabaseURL)),
 		slog.String("redis_url", database.Redact(c.RedisURL)),
-		slog.String("s3_endpoint", c.S3.Endpoint),
+		slog.String("s3_endpoint", database.Redact(c.S3.Endpoint)),
 		slog.String("s3_region", c.S3.Region),
 		slog.String("s3_bucket", c.S3.Bucket),
 		slog.Bool("s3_force_path_style", c.S3.ForcePathStyle),

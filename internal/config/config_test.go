@@ -43,7 +43,7 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 
 func TestLogValueHidesSecrets(t *testing.T) {
 	env := map[string]string{
-		"DATABASE_URL":          "postgres://kyc:db-password@db:5432/kycbatch",
+		"DATABASE_URL":          "postgres://kyc@db:5432/kycbatch?password=db-password&sslpassword=ssl-key-password",
 		"REDIS_URL":             "redis://:redis-password@redis:6379/0",
 		"SUMSUB_APP_TOKEN":      "prd:app-token-value",
 		"SUMSUB_SECRET_KEY":     "sumsub-secret-value",
@@ -62,7 +62,7 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "api", api, "worker", worker)
-	for _, secret := range []string{"db-password", "redis-password", "app-token-value", "sumsub-secret-value", "webhook-secret-value", "monitoring-password-value"} {
+	for _, secret := range []string{"db-password", "ssl-key-password", "redis-password", "app-token-value", "sumsub-secret-value", "webhook-secret-value", "monitoring-password-value"} {
 		if strings.Contains(buf.String(), secret) {
 			t.Errorf("the logged configuration holds %q: %s", secret, buf.String())
 		}

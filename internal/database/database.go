@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -120,14 +121,37 @@ func IsUniqueViolation(err error, constraint string) bool {
 		(constraint == "" || pgErr.ConstraintName == constraint)
 }
 
-// Redact returns a URL with its password masked, fit for logs and error messages.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparsable URL)"
+// Redact returns a connection string with every secret masked, fit for logs
+// and error messages: a URL's password, wherever it sits (the userinfo, or
+// any query parameter whose name says password, secret or token, as
+// password and sslpassword do), and the same keys of PostgreSQL's
+// key=value form.
+func Redact(conn string) string {
+	u, err := url.Parse(conn)
+	if err != nil || u.Scheme == "" {
+		return secretKeyword.ReplaceAllString(conn, "${1}"+mask)
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if secretName.MatchString(k) {
+				q[k] = []string{mask}
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
+
+// mask replaces a secret, as url.URL.Redacted does.
+const mask = "xxxxx"
+
+var (
+	secretName = regexp.MustCompile(`(?i)password|secret|token`)
+	// secretKeyword matches a secret's value in key=value form: a word,
+	// or a quoted string with its escapes.
+	secretKeyword = regexp.MustCompile(`(?i)(\b\w*(?:password|secret|token)\w*\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*)`)
+)
 
 // DB is what both a pool and a transaction offer. The owner of a table
 // exports functions taking a DB, so that one transaction can span owners
