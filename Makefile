@@ -26,7 +26,10 @@ help: ## List the targets
 
 .PHONY: run
 run: ## Start the whole service locally (API, worker, embedded S3, Sumsub simulator) on its defaults
-	$(GO) run ./cmd/devserver
+	$(GO) build -o bin/devserver ./cmd/devserver
+	@# exec: the dev server is make's child itself, so stopping make (which
+	@# passes SIGTERM and SIGINT on to its children) stops it, ports freed.
+	exec bin/devserver
 
 .PHONY: tools
 tools: ## Install the pinned tools the tests use (versitygw)

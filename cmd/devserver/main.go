@@ -193,6 +193,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	g.Go(func() error {
 		return app.Serve(gctx, app.HTTPServer(httpapi.New(a, cfg.API), logger), ln, 10*time.Second, logger)
 	})
+	// The worker's /metrics, /healthz and /readyz are the API's here: no
+	// WORKER_METRICS_ADDR is listened on.
+	cfg.Worker.MetricsAddr = ""
 	logger.Info("dev server started", "api", cfg.API, "worker", cfg.Worker, "s3_addr", s3ln.Addr().String(), "sumsub_sim_addr", simln.Addr().String())
 	printWelcome(stdout, "http://"+ln.Addr().String(), "http://"+s3ln.Addr().String(), cfg.Worker.Sumsub.BaseURL, key, cfg.API.Monitoring)
 	return g.Wait()

@@ -215,9 +215,13 @@ func (c API) LogValue() slog.Value {
 }
 
 // LogValue lets the configuration be logged at start without its secrets.
+// An empty MetricsAddr (nothing listens there) is left out.
 func (c Worker) LogValue() slog.Value {
-	return slog.GroupValue(append(c.Common.attrs(),
-		slog.String("worker_metrics_addr", c.MetricsAddr),
+	attrs := c.Common.attrs()
+	if c.MetricsAddr != "" {
+		attrs = append(attrs, slog.String("worker_metrics_addr", c.MetricsAddr))
+	}
+	return slog.GroupValue(append(attrs,
 		slog.String("sumsub_base_url", database.Redact(c.Sumsub.BaseURL)),
 		slog.Bool("sumsub_app_token_set", c.Sumsub.AppToken != ""),
 		slog.Bool("sumsub_secret_key_set", c.Sumsub.SecretKey != ""),

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
@@ -26,6 +27,9 @@ type sumsubHookHandler struct {
 	logger *slog.Logger
 }
 
+// hookReadTimeout bounds the reading of a webhook's body.
+const hookReadTimeout = 10 * time.Second
+
 // okBody is the answer to every webhook taken.
 var okBody = struct {
 	OK bool `json:"ok"`
@@ -38,6 +42,11 @@ var okBody = struct {
 // Neither the secret nor the body is ever logged.
 func (h sumsubHookHandler) receive(c echo.Context) error {
 	req := c.Request()
+	// The route needs no key: a client that sends its small body slowly
+	// gets hookReadTimeout, not the server's five minutes for uploads.
+	if err := http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(hookReadTimeout)); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, sumsubhook.MaxBodyBytes+1))
 	if err != nil {
 		return errHookNotJSON

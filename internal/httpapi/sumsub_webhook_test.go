@@ -1,10 +1,12 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -239,5 +241,28 @@ func TestSumsubWebhookEndToEnd(t *testing.T) {
 	json.Unmarshal(e.Call(t, http.MethodGet, "/entity/kyc/import/batch/"+batch+"/records", key, nil).Body, &recs)
 	if len(recs.Records) != 2 || recs.Records[0].ReviewStatus != "completed" || recs.Records[1].ReviewStatus != "completed" {
 		t.Errorf("records after the reviews: %+v, want both reviews completed", recs.Records)
+	}
+}
+
+// TestSumsubWebhookSlowBody: the route needs no key, so a client sending its
+// body slowly gets ten seconds, not the five minutes an upload gets.
+func TestSumsubWebhookSlowBody(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{SumsubWebhook: true})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprint(conn, "POST /webhooks/sumsub HTTP/1.1\r\nHost: kycbatch\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\":")
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a slow body: %v", err)
+	}
+	res.Body.Close()
+	if took := time.Since(start); took < 9*time.Second || took > 30*time.Second || res.StatusCode != http.StatusBadRequest {
+		t.Errorf("slow body answered %d after %s, want 400 after about 10 s", res.StatusCode, took)
 	}
 }

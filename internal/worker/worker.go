@@ -95,7 +95,13 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 			}
 		}),
 	})
-	scheduler := asynq.NewSchedulerFromRedisClient(a.Redis, &asynq.SchedulerOpts{
+	// The scheduler gets a connection of its own: asynq's scheduler closes
+	// its client when it stops, and logs an error when that is shared.
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	scheduler := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{
 		Logger: asynqLogger, LogLevel: asynq.WarnLevel,
 		PostEnqueueFunc: func(_ *asynq.TaskInfo, err error) {
 			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {

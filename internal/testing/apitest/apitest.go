@@ -119,7 +119,8 @@ func New(tb testing.TB, opts Options) *Env {
 		opts.ReconcileInterval = time.Hour
 	}
 	ctx := context.Background()
-	rdb, err := app.OpenRedis(ctx, redistest.URL(tb))
+	redisURL := redistest.URL(tb)
+	rdb, err := app.OpenRedis(ctx, redisURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -131,6 +132,7 @@ func New(tb testing.TB, opts Options) *Env {
 
 	// The defaults, as the binaries read them, with the environment's services.
 	env := map[string]string{
+		"REDIS_URL":       redisURL,
 		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": cmp.Or(opts.SumsubSecretKey, SimSecretKey),
 		"SUMSUB_PROBE_INTERVAL":      cmp.Or(opts.SumsubProbeInterval, 30*time.Second).String(),
 		"SUMSUB_RATE_LIMIT":          strconv.Itoa(opts.SumsubRate),
