@@ -194,7 +194,7 @@ func TestClockOff(t *testing.T) {
 			if json.Unmarshal([]byte(line), &w) != nil || !strings.Contains(w.Msg, "clock is off") || w.Allowed != "1m0s" {
 				continue
 			}
-			if ahead, err := time.ParseDuration(w.Ahead); err == nil && (ahead + 2*time.Minute).Abs() <= time.Second {
+			if ahead, err := time.ParseDuration(w.Ahead); err == nil && (ahead+2*time.Minute).Abs() <= time.Second {
 				return true
 			}
 		}
