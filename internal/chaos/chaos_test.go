@@ -371,21 +371,36 @@ func (l *faultLog) add(s string) { *l = append(*l, s) }
 type client struct{ base string }
 
 func (c *client) do(method, path, key string, body io.Reader, header http.Header) (int, []byte, error) {
-	req, err := http.NewRequest(method, c.base+path, body)
-	if err != nil {
-		return 0, nil, err
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = io.ReadAll(body); err != nil {
+			return 0, nil, err
+		}
 	}
-	for k, v := range header {
-		req.Header[k] = v
+	// A 429 (the business's request rate) is checked before anything else
+	// the route does: the request is sent again after its Retry-After.
+	for {
+		req, err := http.NewRequest(method, c.base+path, bytes.NewReader(payload))
+		if err != nil {
+			return 0, nil, err
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		req.Header.Set("X-API-Key", key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("RateLimit") == "" {
+			return res.StatusCode, b, err
+		}
+		wait, _ := strconv.Atoi(res.Header.Get("Retry-After"))
+		time.Sleep(time.Duration(max(wait, 1)) * time.Second)
 	}
-	req.Header.Set("X-API-Key", key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, b, err
 }
 
 // mustJSON sends body as JSON and decodes a 2xx answer into out.

@@ -41,6 +41,10 @@ type API struct {
 	Common
 	// HTTPAddr is where the API listens (HTTP_ADDR).
 	HTTPAddr string
+	// RateLimit is the requests per second each business may send to the
+	// authenticated routes, for all API processes together, with a burst
+	// of twice as many (API_RATE_LIMIT).
+	RateLimit int
 	// SumsubRateLimit is Sumsub's rate (SUMSUB_RATE_LIMIT), which paces every
 	// batch: the status estimates completion from it.
 	SumsubRateLimit int
@@ -128,6 +132,7 @@ func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 // Defaults serve local development.
 var Defaults = map[string]string{
 	"HTTP_ADDR":             "127.0.0.1:8080",
+	"API_RATE_LIMIT":        "100",
 	"WORKER_METRICS_ADDR":   "127.0.0.1:9091",
 	"DATABASE_URL":          "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
 	"REDIS_URL":             "redis://127.0.0.1:6379/0",
@@ -157,6 +162,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	c := API{
 		Common:                  r.common(),
 		HTTPAddr:                r.addr("HTTP_ADDR"),
+		RateLimit:               r.positive("API_RATE_LIMIT", 1000000),
 		SumsubRateLimit:         r.positive("SUMSUB_RATE_LIMIT", 100000),
 		SumsubWebhookSecret:     r.get("SUMSUB_WEBHOOK_SECRET"),
 		ReportLinkTTL:           r.linkTTL(),
@@ -205,6 +211,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 func (c API) LogValue() slog.Value {
 	return slog.GroupValue(append(c.Common.attrs(),
 		slog.String("http_addr", c.HTTPAddr),
+		slog.Int("api_rate_limit", c.RateLimit),
 		slog.Int("sumsub_rate_limit", c.SumsubRateLimit),
 		slog.Bool("sumsub_webhook_secret_set", c.SumsubWebhookSecret != ""),
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),

@@ -64,6 +64,7 @@ var batchFamily = problems{
 	rules: []rule{
 		{auth.ErrNoKey, problem{http.StatusUnauthorized, "0000000100", "Invalid Authorization: missing API key", ""}},
 		{auth.ErrBadKey, problem{http.StatusUnauthorized, "0000000200", "Invalid Authorization", ""}},
+		{errRateLimited, problem{http.StatusTooManyRequests, "0000000429", "Too many requests", ""}},
 		{ingest.ErrKeyUsed, problem{http.StatusBadRequest, "0701010300", "A request with this idempotency key has already been processed", ""}},
 		{ingest.ErrTooLarge, problem{http.StatusBadRequest, "0701010100", "File size exceeds the maximum limit of 10 MB", ""}},
 		{ingest.ErrTooManyRows, problem{http.StatusBadRequest, "0701010100", "File contains too many rows, limit is 5000", ""}},
@@ -90,6 +91,7 @@ var reportFamily = problems{
 	rules: []rule{
 		{auth.ErrNoKey, problem{http.StatusUnauthorized, "unauthorized", "Unauthorized - Invalid or expired token", ""}},
 		{auth.ErrBadKey, problem{http.StatusUnauthorized, "unauthorized", "Unauthorized - Invalid or expired token", ""}},
+		{errRateLimited, problem{http.StatusTooManyRequests, "rate_limited", "Too many requests", ""}},
 		{ingest.ErrBatchNotFound, problem{http.StatusNotFound, "batch_not_found", "Batch not found", ""}},
 		{reports.ErrNotFound, problem{http.StatusNotFound, "report_not_found", "Report not found", ""}},
 	},

@@ -41,7 +41,9 @@ func addRoutes(e *echo.Echo, a *app.App, cfg config.API) {
 	// Every route below takes the API key of a business. The middleware is
 	// the routes' own, not a group's: a group's catch-all would answer a
 	// known path's unknown method 404 instead of 405.
-	authed := authenticate(auth.NewStore(a.Pool))
+	authenticated := authenticate(auth.NewStore(a.Pool))
+	rateLimited := limitRate(a.Redis, cfg.RateLimit, a.Logger)
+	authed := func(next echo.HandlerFunc) echo.HandlerFunc { return authenticated(rateLimited(next)) }
 	// Create an entity of the calling business.
 	e.POST("/entity", entities.create, authed)
 	// List the business's entities, newest first, a cursor page at a time.

@@ -72,6 +72,9 @@ type Options struct {
 	// SumsubSecretKey is the secret the workers sign with (default the
 	// simulator's: another one is a wrong secret).
 	SumsubSecretKey string
+	// APIRateLimit is each business's request rate (default a million a
+	// second: tests and benchmarks that mean to meet the limit set it).
+	APIRateLimit int
 	// SimClockAhead sets the simulator's clock ahead of this machine's
 	// (negative: behind), as Sumsub's would be of a worker's clock gone wrong.
 	SimClockAhead time.Duration
@@ -133,6 +136,7 @@ func New(tb testing.TB, opts Options) *Env {
 	// The defaults, as the binaries read them, with the environment's services.
 	env := map[string]string{
 		"REDIS_URL":       redisURL,
+		"API_RATE_LIMIT":  strconv.Itoa(cmp.Or(opts.APIRateLimit, 1000000)),
 		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": cmp.Or(opts.SumsubSecretKey, SimSecretKey),
 		"SUMSUB_PROBE_INTERVAL":      cmp.Or(opts.SumsubProbeInterval, 30*time.Second).String(),
 		"SUMSUB_RATE_LIMIT":          strconv.Itoa(opts.SumsubRate),
