@@ -69,6 +69,7 @@ func serve(ctx context.Context, cfg config.API, stderr io.Writer) error {
 	logger := logging.New(stderr, cfg.LogLevel)
 	a, err := app.Open(ctx, cfg.Common, app.Options{
 		PoolSize: database.APIPoolSize, SumsubRateLimit: cfg.SumsubRateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
+		ReportMaxPending: cfg.ReportMaxPending,
 	}, logger)
 	if err != nil {
 		return err

@@ -154,6 +154,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	a, err := app.Open(ctx, cfg.API.Common, app.Options{
 		PoolSize:        database.APIPoolSize + database.WorkerPoolSize(cfg.Worker.Concurrency),
 		SumsubRateLimit: cfg.API.SumsubRateLimit, ReportLinkTTL: cfg.API.ReportLinkTTL,
+		ReportMaxPending:    cfg.API.ReportMaxPending,
 		SumsubProbeInterval: cfg.Worker.Sumsub.ProbeInterval,
 	}, logger)
 	if err != nil {

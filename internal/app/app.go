@@ -62,6 +62,9 @@ type Options struct {
 	SumsubRateLimit int
 	// ReportLinkTTL is how long a report's download link works.
 	ReportLinkTTL time.Duration
+	// ReportMaxPending is how many reports a business may have pending or
+	// processing (the API's limit; 0 in a worker, which starts none).
+	ReportMaxPending int
 	// SumsubProbeInterval is the longest wait between probes of Sumsub
 	// while the circuit is open (0: circuit.DefaultMaxProbeWait).
 	SumsubProbeInterval time.Duration
@@ -101,7 +104,7 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 	a.Schedule = schedule.New(rdb)
 	a.Circuit = circuit.New(rdb, opts.SumsubProbeInterval, logger, a.Metrics)
 	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit)
-	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, logger)
+	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, opts.ReportMaxPending, logger)
 	return a
 }
 

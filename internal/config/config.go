@@ -54,6 +54,9 @@ type API struct {
 	SumsubWebhookSecret string
 	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
 	ReportLinkTTL time.Duration
+	// ReportMaxPending is how many reports one business may have pending
+	// or processing (REPORT_MAX_PENDING_PER_BUSINESS).
+	ReportMaxPending int
 	// AllowPrivateWebhookURLs accepts webhook endpoints on loopback, private,
 	// link-local and other non-public addresses (WEBHOOK_ALLOW_PRIVATE_URLS):
 	// for development and tests only, since a client could otherwise make us
@@ -131,25 +134,26 @@ func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 
 // Defaults serve local development.
 var Defaults = map[string]string{
-	"HTTP_ADDR":             "127.0.0.1:8080",
-	"API_RATE_LIMIT":        "100",
-	"WORKER_METRICS_ADDR":   "127.0.0.1:9091",
-	"DATABASE_URL":          "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
-	"REDIS_URL":             "redis://127.0.0.1:6379/0",
-	"S3_ENDPOINT":           "",
-	"S3_REGION":             "us-east-1",
-	"S3_BUCKET":             "kycbatch",
-	"S3_FORCE_PATH_STYLE":   "false",
-	"LOG_LEVEL":             "info",
-	"SHUTDOWN_TIMEOUT":      "30s",
-	"SUMSUB_BASE_URL":       "https://api.sumsub.com",
-	"SUMSUB_RATE_LIMIT":     "10",
-	"SUMSUB_TIMEOUT":        "10s",
-	"SUMSUB_PROBE_INTERVAL": "30s",
-	"WORKER_CONCURRENCY":    "20",
-	"RECONCILE_INTERVAL":    "30s",
-	"REPORT_LINK_TTL":       "10m",
-	"MONITORING_READONLY":   "false",
+	"HTTP_ADDR":                       "127.0.0.1:8080",
+	"API_RATE_LIMIT":                  "100",
+	"REPORT_MAX_PENDING_PER_BUSINESS": "10",
+	"WORKER_METRICS_ADDR":             "127.0.0.1:9091",
+	"DATABASE_URL":                    "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
+	"REDIS_URL":                       "redis://127.0.0.1:6379/0",
+	"S3_ENDPOINT":                     "",
+	"S3_REGION":                       "us-east-1",
+	"S3_BUCKET":                       "kycbatch",
+	"S3_FORCE_PATH_STYLE":             "false",
+	"LOG_LEVEL":                       "info",
+	"SHUTDOWN_TIMEOUT":                "30s",
+	"SUMSUB_BASE_URL":                 "https://api.sumsub.com",
+	"SUMSUB_RATE_LIMIT":               "10",
+	"SUMSUB_TIMEOUT":                  "10s",
+	"SUMSUB_PROBE_INTERVAL":           "30s",
+	"WORKER_CONCURRENCY":              "20",
+	"RECONCILE_INTERVAL":              "30s",
+	"REPORT_LINK_TTL":                 "10m",
+	"MONITORING_READONLY":             "false",
 
 	"WEBHOOK_ALLOW_PRIVATE_URLS": "false",
 	"WEBHOOK_RETRY_BASE":         "5s",
@@ -166,6 +170,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		SumsubRateLimit:         r.positive("SUMSUB_RATE_LIMIT", 100000),
 		SumsubWebhookSecret:     r.get("SUMSUB_WEBHOOK_SECRET"),
 		ReportLinkTTL:           r.linkTTL(),
+		ReportMaxPending:        r.positive("REPORT_MAX_PENDING_PER_BUSINESS", 10000),
 		AllowPrivateWebhookURLs: r.boolean("WEBHOOK_ALLOW_PRIVATE_URLS"),
 		Monitoring: Monitoring{
 			User: r.get("MONITORING_USER"), Password: r.get("MONITORING_PASSWORD"),
@@ -215,6 +220,7 @@ func (c API) LogValue() slog.Value {
 		slog.Int("sumsub_rate_limit", c.SumsubRateLimit),
 		slog.Bool("sumsub_webhook_secret_set", c.SumsubWebhookSecret != ""),
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),
+		slog.Int("report_max_pending_per_business", c.ReportMaxPending),
 		slog.Bool("webhook_allow_private_urls", c.AllowPrivateWebhookURLs),
 		slog.Bool("monitoring", c.Monitoring.Enabled()),
 		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),

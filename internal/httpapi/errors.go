@@ -94,6 +94,7 @@ var reportFamily = problems{
 		{errRateLimited, problem{http.StatusTooManyRequests, "rate_limited", "Too many requests", ""}},
 		{ingest.ErrBatchNotFound, problem{http.StatusNotFound, "batch_not_found", "Batch not found", ""}},
 		{reports.ErrNotFound, problem{http.StatusNotFound, "report_not_found", "Report not found", ""}},
+		{reports.ErrTooMany, problem{http.StatusTooManyRequests, "rate_limited", "Too many reports in progress, retry later", ""}},
 	},
 	notFound:         problem{http.StatusNotFound, "0000000404", "Not found", ""},
 	methodNotAllowed: problem{http.StatusMethodNotAllowed, "0000000405", "Method not allowed", ""},
@@ -147,6 +148,11 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		if internal {
 			logger.ErrorContext(c.Request().Context(), "request failed", "error", err)
 		}
+		for refusal, seconds := range retryAfter {
+			if errors.Is(err, refusal) {
+				c.Response().Header().Set("Retry-After", seconds)
+			}
+		}
 		var body any = contract.Error{Code: p.code, Message: p.message, Parameter: p.parameter}
 		if report {
 			body = contract.Envelope{StatusCode: p.status, Message: p.message, MessageCode: p.code}
@@ -156,6 +162,10 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 	}
 }
+
+// retryAfter is the Retry-After of the refusals that have a fixed one (the
+// request rate's is the middleware's, from the limiter).
+var retryAfter = map[error]string{reports.ErrTooMany: "5"}
 
 // writeJSON writes v as the answer's body with the given status.
 func writeJSON(c echo.Context, status int, v any) error {

@@ -26,6 +26,9 @@ import (
 // ErrNotFound answers unknown reports and other businesses' reports alike.
 var ErrNotFound = errors.New("report not found")
 
+// ErrTooMany is a business at its limit of reports pending or processing.
+var ErrTooMany = errors.New("too many reports in progress")
+
 // idPrefix starts every report id, as the report API names them.
 const idPrefix = "bulk_stamper_order_usage_report_"
 
@@ -87,16 +90,18 @@ type Files interface {
 // Service starts reports and answers their downloads, for the calling
 // business (auth.BusinessFrom), and renders the data of report events.
 type Service struct {
-	pool    *pgxpool.Pool
-	links   Linker
-	queue   taskqueue.Enqueuer
-	linkTTL time.Duration
-	logger  *slog.Logger
+	pool       *pgxpool.Pool
+	links      Linker
+	queue      taskqueue.Enqueuer
+	linkTTL    time.Duration
+	maxPending int
+	logger     *slog.Logger
 }
 
-// NewService returns a Service whose links expire after linkTTL.
-func NewService(pool *pgxpool.Pool, links Linker, queue taskqueue.Enqueuer, linkTTL time.Duration, logger *slog.Logger) *Service {
-	return &Service{pool: pool, links: links, queue: queue, linkTTL: linkTTL, logger: logger}
+// NewService returns a Service whose links expire after linkTTL and whose
+// businesses may each have maxPending reports pending or processing.
+func NewService(pool *pgxpool.Pool, links Linker, queue taskqueue.Enqueuer, linkTTL time.Duration, maxPending int, logger *slog.Logger) *Service {
+	return &Service{pool: pool, links: links, queue: queue, linkTTL: linkTTL, maxPending: maxPending, logger: logger}
 }
 
 // Initiate stores a pending report of the calling business's batch and
@@ -106,9 +111,42 @@ func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, erro
 	if _, err := ingest.Get(ctx, s.pool, business, batchID); err != nil {
 		return Report{}, err
 	}
+	// One business's initiates are taken one at a time (a lock of the
+	// transaction on the business): of several at once for a batch, one
+	// makes the report and the others answer it, and the limit is exact.
 	r := Report{ID: newID(), BusinessID: business, BatchID: batchID, Status: "pending"}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO reports (id, business_id, batch_id) VALUES ($1, $2, $3)`, r.ID, business, batchID); err != nil {
+	created := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))`, business); err != nil {
+			return err
+		}
+		existing, err := get(ctx, tx, `business_id = $1 AND batch_id = $2 AND status IN ('pending', 'processing') ORDER BY created_at LIMIT 1`, business, batchID)
+		if err == nil {
+			r = existing
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM reports WHERE business_id = $1 AND status IN ('pending', 'processing')`, business).Scan(&n); err != nil {
+			return err
+		}
+		if n >= s.maxPending {
+			return ErrTooMany
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO reports (id, business_id, batch_id) VALUES ($1, $2, $3)`, r.ID, business, batchID)
+		created = err == nil
+		return err
+	})
+	if errors.Is(err, ErrTooMany) {
+		return Report{}, err
+	}
+	if err != nil {
 		return Report{}, fmt.Errorf("create report of %s: %w", batchID, err)
+	}
+	if !created {
+		return r, nil // the batch's report in progress
 	}
 	// The report is stored: if Redis is unavailable, the reconciler enqueues it later.
 	if _, err := s.queue.EnqueueContext(ctx, NewBuildReportTask(r.ID)); err != nil {

@@ -68,6 +68,7 @@ func TestReportEndToEnd(t *testing.T) {
 
 	e.StartWorker(t, 5*time.Second)
 	e.WaitBatch(t, key, batchID, 20*time.Second)
+	waitReport(t, e, key, early) // while it is in progress, an initiate answers it
 	r = e.Call(t, http.MethodPost, reportPath+"initiate", key, map[string]string{"client_id": batchID})
 	id := r.JSON(t)["data"].(map[string]any)["client_id"].(string)
 	data := waitReport(t, e, key, id)

@@ -65,31 +65,27 @@ func NewBuilder(pool *pgxpool.Pool, files Files, queue taskqueue.Enqueuer, inspe
 	return &Builder{pool: pool, files: files, queue: queue, inspector: inspector, outbox: outbox, logger: logger}
 }
 
-// HandleBuild streams the batch's records, in row order, through the CSV
-// writer straight into a multipart upload: memory stays flat whatever the
-// batch's size. The stats come from the same rows, so they match the file.
+// HandleBuild builds a report: not necessarily the task's own, but the
+// pending report of the business served least recently (the latest build
+// start of its reports), so that one business's flood of reports takes
+// turns with the others' instead of going first. Every report has a task,
+// so every report is built; a task that finds nothing pending is done. The
+// build streams the batch's records, in row order, through the CSV writer
+// straight into a multipart upload: memory stays flat whatever the batch's
+// size. The stats come from the same rows, so they match the file.
 func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 	var p BuildReportPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
-	ctx = logging.With(ctx, slog.String("report_id", p.ReportID))
-	r, err := get(ctx, b.pool, `id = $1`, p.ReportID)
+	r, err := b.claim(ctx)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	tag, err := b.pool.Exec(ctx, `
-		UPDATE reports SET status = 'processing', updated_at = now()
-		WHERE id = $1 AND status IN ('pending', 'processing')`, r.ID)
-	if err != nil {
-		return fmt.Errorf("start report %s: %w", r.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return nil // finished already: a task run twice
-	}
+	ctx = logging.With(ctx, slog.String("report_id", r.ID))
 	key := fmt.Sprintf("reports/%s/%s/%s.csv", r.BusinessID, r.BatchID, r.ID)
 	stats, err := b.build(ctx, r, key)
 	if err != nil {
@@ -100,6 +96,11 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 			if ferr := b.end(ctx, r, event.ReportFailed, `status = 'failed', failure_reason = 'the report could not be built'`); ferr != nil {
 				return ferr
 			}
+			return err
+		}
+		// Back in line, for this task's retry or another's turn.
+		if _, perr := b.pool.Exec(context.WithoutCancel(ctx), `UPDATE reports SET status = 'pending', updated_at = now() WHERE id = $1 AND status = 'processing'`, r.ID); perr != nil {
+			b.logger.WarnContext(ctx, "put a report back; the reconciler will", "error", perr)
 		}
 		return err
 	}
@@ -110,6 +111,29 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 	}
 	b.logger.InfoContext(ctx, "report built", "batch_id", r.BatchID, "records", stats.Pending+stats.Available+stats.Failed)
 	return nil
+}
+
+// claim starts the build of the pending report whose business's latest
+// build started longest ago (never: first), oldest first within one; a
+// report processing for longer than stuckAfter (its worker died) counts as
+// pending. ErrNotFound: none.
+func (b *Builder) claim(ctx context.Context) (Report, error) {
+	var id string
+	err := b.pool.QueryRow(ctx, `
+		UPDATE reports SET status = 'processing', build_started_at = now(), updated_at = now()
+		WHERE id = (
+			SELECT r.id FROM reports r
+			WHERE r.status = 'pending' OR (r.status = 'processing' AND r.updated_at < now() - make_interval(secs => $1))
+			ORDER BY (SELECT max(s.build_started_at) FROM reports s WHERE s.business_id = r.business_id) ASC NULLS FIRST, r.created_at
+			LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING id`, stuckAfter.Seconds()).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Report{}, ErrNotFound
+	}
+	if err != nil {
+		return Report{}, fmt.Errorf("claim a report to build: %w", err)
+	}
+	return get(ctx, b.pool, `id = $1`, id)
 }
 
 // end finishes report r (set: the columns to set, with args from $2 on)

@@ -175,7 +175,9 @@ func New(tb testing.TB, opts Options) *Env {
 		Pool: pool, Files: s3test.Store(tb), Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		Keys: auth.NewStore(pool), Logs: logs, Sim: sim, API: apiCfg, Worker: workerCfg,
 	}
-	e.App = app.New(pool, rdb, e.Files, app.Options{SumsubRateLimit: apiCfg.SumsubRateLimit, ReportLinkTTL: apiCfg.ReportLinkTTL}, e.Logger())
+	e.App = app.New(pool, rdb, e.Files, app.Options{
+		SumsubRateLimit: apiCfg.SumsubRateLimit, ReportLinkTTL: apiCfg.ReportLinkTTL, ReportMaxPending: apiCfg.ReportMaxPending,
+	}, e.Logger())
 	handler := httpapi.New(e.App, apiCfg)
 	// The production server's limits and timeouts, on a test listener.
 	srv := httptest.NewUnstartedServer(handler)

@@ -1,0 +1,90 @@
+package reports_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/kycbatch/kycbatch/internal/reports"
+	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+)
+
+// initiate starts a report of batchID and returns the answer's status, its
+// client_id (when 200) and the answer.
+func initiate(t *testing.T, e *apitest.Env, key, batchID string) (int, string, apitest.Response) {
+	t.Helper()
+	r := e.Call(t, http.MethodPost, reportPath+"initiate", key, map[string]string{"client_id": batchID})
+	if r.Status != http.StatusOK {
+		return r.Status, "", r
+	}
+	return r.Status, r.JSON(t)["data"].(map[string]any)["client_id"].(string), r
+}
+
+// TestReportFlood: initiates for a batch with a report in progress answer
+// that report, even many at once; a business has at most 10 reports in
+// progress (429, Retry-After 5, nothing stored); builds take turns between
+// businesses.
+func TestReportFlood(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{}) // no worker: reports stay pending
+	flood, _ := e.Business(t)
+	quiet, _ := e.Business(t)
+	batches := make([]string, 11)
+	for i := range batches {
+		batches[i] = e.UploadBatch(t, flood, apitest.CSVFile("", e.Entities(t, flood, 1)))
+	}
+
+	_, first, _ := initiate(t, e, flood, batches[0])
+	if _, again, _ := initiate(t, e, flood, batches[0]); again != first {
+		t.Errorf("second initiate of a batch in progress: %q, want its report %q", again, first)
+	}
+	ids := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			_, id, _ := initiate(t, e, flood, batches[1])
+			mu.Lock()
+			defer mu.Unlock()
+			ids[id] = true
+		})
+	}
+	wg.Wait()
+	if len(ids) != 1 || ids[""] {
+		t.Errorf("20 initiates at once for one batch made reports %v, want one", ids)
+	}
+	for i, b := range batches[2:10] {
+		if status, _, r := initiate(t, e, flood, b); status != http.StatusOK {
+			t.Fatalf("report %d of 10: %d %s", i+3, status, r.Body)
+		}
+	}
+	status, _, r := initiate(t, e, flood, batches[10])
+	want := `{"data":null,"status_code":429,"success":false,"message":"Too many reports in progress, retry later","message_code":"rate_limited"}`
+	if status != http.StatusTooManyRequests || string(r.Body) != want || r.Header.Get("Retry-After") != "5" {
+		t.Errorf("the 11th report in progress: %d %s Retry-After %q, want 429 %s, 5", status, r.Body, r.Header.Get("Retry-After"), want)
+	}
+	var stored int
+	if err := e.Pool.QueryRow(t.Context(), `SELECT count(*) FROM reports WHERE batch_id = $1`, batches[10]).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("refused report stored: %d %v", stored, err)
+	}
+
+	// The quiet business's report, initiated last, is built second: the
+	// flood's first build makes it the business served last.
+	quietBatch := e.UploadBatch(t, quiet, apitest.CSVFile("", e.Entities(t, quiet, 1)))
+	_, quietReport, _ := initiate(t, e, quiet, quietBatch)
+	b := reports.NewBuilder(e.Pool, e.Files, nil, nil, nil, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	var order []string
+	for range 3 {
+		r, err := b.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, r.ID)
+	}
+	if order[0] != first || order[1] != quietReport {
+		t.Errorf("builds started %v: want the flood's oldest (%s), then the quiet business's (%s)", order, first, quietReport)
+	}
+}
