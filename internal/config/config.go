@@ -54,6 +54,12 @@ type API struct {
 	SumsubWebhookSecret string
 	// ReportLinkTTL is how long a report's download link works (REPORT_LINK_TTL).
 	ReportLinkTTL time.Duration
+	// UploadMaxConcurrent is how many uploads of one business one API
+	// process receives at once (UPLOAD_MAX_CONCURRENT_PER_BUSINESS).
+	UploadMaxConcurrent int
+	// UploadMaxInflightBytes is how many bytes of uploads one API process
+	// receives at once, all businesses together (UPLOAD_MAX_INFLIGHT_BYTES).
+	UploadMaxInflightBytes int64
 	// ReportMaxPending is how many reports one business may have pending
 	// or processing (REPORT_MAX_PENDING_PER_BUSINESS).
 	ReportMaxPending int
@@ -134,26 +140,28 @@ func (m Monitoring) Enabled() bool { return m.User != "" && m.Password != "" }
 
 // Defaults serve local development.
 var Defaults = map[string]string{
-	"HTTP_ADDR":                       "127.0.0.1:8080",
-	"API_RATE_LIMIT":                  "100",
-	"REPORT_MAX_PENDING_PER_BUSINESS": "10",
-	"WORKER_METRICS_ADDR":             "127.0.0.1:9091",
-	"DATABASE_URL":                    "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
-	"REDIS_URL":                       "redis://127.0.0.1:6379/0",
-	"S3_ENDPOINT":                     "",
-	"S3_REGION":                       "us-east-1",
-	"S3_BUCKET":                       "kycbatch",
-	"S3_FORCE_PATH_STYLE":             "false",
-	"LOG_LEVEL":                       "info",
-	"SHUTDOWN_TIMEOUT":                "30s",
-	"SUMSUB_BASE_URL":                 "https://api.sumsub.com",
-	"SUMSUB_RATE_LIMIT":               "10",
-	"SUMSUB_TIMEOUT":                  "10s",
-	"SUMSUB_PROBE_INTERVAL":           "30s",
-	"WORKER_CONCURRENCY":              "20",
-	"RECONCILE_INTERVAL":              "30s",
-	"REPORT_LINK_TTL":                 "10m",
-	"MONITORING_READONLY":             "false",
+	"HTTP_ADDR":                          "127.0.0.1:8080",
+	"API_RATE_LIMIT":                     "100",
+	"REPORT_MAX_PENDING_PER_BUSINESS":    "10",
+	"UPLOAD_MAX_CONCURRENT_PER_BUSINESS": "4",
+	"UPLOAD_MAX_INFLIGHT_BYTES":          "67108864",
+	"WORKER_METRICS_ADDR":                "127.0.0.1:9091",
+	"DATABASE_URL":                       "postgres://postgres@127.0.0.1:5432/kycbatch?sslmode=disable",
+	"REDIS_URL":                          "redis://127.0.0.1:6379/0",
+	"S3_ENDPOINT":                        "",
+	"S3_REGION":                          "us-east-1",
+	"S3_BUCKET":                          "kycbatch",
+	"S3_FORCE_PATH_STYLE":                "false",
+	"LOG_LEVEL":                          "info",
+	"SHUTDOWN_TIMEOUT":                   "30s",
+	"SUMSUB_BASE_URL":                    "https://api.sumsub.com",
+	"SUMSUB_RATE_LIMIT":                  "10",
+	"SUMSUB_TIMEOUT":                     "10s",
+	"SUMSUB_PROBE_INTERVAL":              "30s",
+	"WORKER_CONCURRENCY":                 "20",
+	"RECONCILE_INTERVAL":                 "30s",
+	"REPORT_LINK_TTL":                    "10m",
+	"MONITORING_READONLY":                "false",
 
 	"WEBHOOK_ALLOW_PRIVATE_URLS": "false",
 	"WEBHOOK_RETRY_BASE":         "5s",
@@ -171,6 +179,8 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		SumsubWebhookSecret:     r.get("SUMSUB_WEBHOOK_SECRET"),
 		ReportLinkTTL:           r.linkTTL(),
 		ReportMaxPending:        r.positive("REPORT_MAX_PENDING_PER_BUSINESS", 10000),
+		UploadMaxConcurrent:     r.positive("UPLOAD_MAX_CONCURRENT_PER_BUSINESS", 10000),
+		UploadMaxInflightBytes:  int64(r.positive("UPLOAD_MAX_INFLIGHT_BYTES", 1<<40)),
 		AllowPrivateWebhookURLs: r.boolean("WEBHOOK_ALLOW_PRIVATE_URLS"),
 		Monitoring: Monitoring{
 			User: r.get("MONITORING_USER"), Password: r.get("MONITORING_PASSWORD"),
@@ -221,6 +231,8 @@ func (c API) LogValue() slog.Value {
 		slog.Bool("sumsub_webhook_secret_set", c.SumsubWebhookSecret != ""),
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),
 		slog.Int("report_max_pending_per_business", c.ReportMaxPending),
+		slog.Int("upload_max_concurrent_per_business", c.UploadMaxConcurrent),
+		slog.Int64("upload_max_inflight_bytes", c.UploadMaxInflightBytes),
 		slog.Bool("webhook_allow_private_urls", c.AllowPrivateWebhookURLs),
 		slog.Bool("monitoring", c.Monitoring.Enabled()),
 		slog.Bool("monitoring_readonly", c.Monitoring.ReadOnly),

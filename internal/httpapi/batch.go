@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/contract"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 )
@@ -17,6 +18,7 @@ import (
 // batchHandler serves the batch endpoints.
 type batchHandler struct {
 	batches *ingest.Service
+	gate    *uploadGate
 }
 
 // The upload's header and form checks, in the order the contract makes them.
@@ -47,6 +49,11 @@ func (h batchHandler) upload(c echo.Context) error {
 	if !validIdempotencyKey(key) {
 		return errBadIdempotency
 	}
+	leave, err := h.gate.enter(auth.BusinessFrom(ctx), req.ContentLength)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	if err := h.batches.CheckKey(ctx, key); err != nil {
 		return err
 	}

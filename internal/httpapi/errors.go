@@ -165,7 +165,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 
 // retryAfter is the Retry-After of the refusals that have a fixed one (the
 // request rate's is the middleware's, from the limiter).
-var retryAfter = map[error]string{reports.ErrTooMany: "5"}
+var retryAfter = map[error]string{reports.ErrTooMany: "5", errTooManyUploads: "1", errUploadCapacity: "1"}
 
 // writeJSON writes v as the answer's body with the given status.
 func writeJSON(c echo.Context, status int, v any) error {

@@ -16,7 +16,7 @@ import (
 // addRoutes maps every path of the API to its handler.
 func addRoutes(e *echo.Echo, a *app.App, cfg config.API) {
 	entities := entityHandler{store: entity.NewStore(a.Pool)}
-	batches := batchHandler{batches: a.Batches}
+	batches := batchHandler{batches: a.Batches, gate: newUploadGate(cfg.UploadMaxConcurrent, cfg.UploadMaxInflightBytes)}
 	usage := reportHandler{reports: a.Reports}
 	endpoints := endpointHandler{endpoints: webhook.NewEndpoints(a.Pool, cfg.AllowPrivateWebhookURLs, a.Logger)}
 

@@ -75,6 +75,11 @@ type Options struct {
 	// APIRateLimit is each business's request rate (default a million a
 	// second: tests and benchmarks that mean to meet the limit set it).
 	APIRateLimit int
+	// UploadMaxConcurrent is how many uploads of a business the API takes at
+	// once (default 1,000: tests of many uploads at once are not about it);
+	// UploadMaxInflightBytes the bytes of all (default the production 64 MiB).
+	UploadMaxConcurrent    int
+	UploadMaxInflightBytes int64
 	// SimClockAhead sets the simulator's clock ahead of this machine's
 	// (negative: behind), as Sumsub's would be of a worker's clock gone wrong.
 	SimClockAhead time.Duration
@@ -135,9 +140,11 @@ func New(tb testing.TB, opts Options) *Env {
 
 	// The defaults, as the binaries read them, with the environment's services.
 	env := map[string]string{
-		"REDIS_URL":       redisURL,
-		"API_RATE_LIMIT":  strconv.Itoa(cmp.Or(opts.APIRateLimit, 1000000)),
-		"SUMSUB_BASE_URL": simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": cmp.Or(opts.SumsubSecretKey, SimSecretKey),
+		"REDIS_URL":                          redisURL,
+		"API_RATE_LIMIT":                     strconv.Itoa(cmp.Or(opts.APIRateLimit, 1000000)),
+		"UPLOAD_MAX_CONCURRENT_PER_BUSINESS": strconv.Itoa(cmp.Or(opts.UploadMaxConcurrent, 1000)),
+		"UPLOAD_MAX_INFLIGHT_BYTES":          strconv.FormatInt(cmp.Or(opts.UploadMaxInflightBytes, 64<<20), 10),
+		"SUMSUB_BASE_URL":                    simSrv.URL, "SUMSUB_APP_TOKEN": simAppToken, "SUMSUB_SECRET_KEY": cmp.Or(opts.SumsubSecretKey, SimSecretKey),
 		"SUMSUB_PROBE_INTERVAL":      cmp.Or(opts.SumsubProbeInterval, 30*time.Second).String(),
 		"SUMSUB_RATE_LIMIT":          strconv.Itoa(opts.SumsubRate),
 		"RECONCILE_INTERVAL":         opts.ReconcileInterval.String(),
