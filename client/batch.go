@@ -98,6 +98,10 @@ func (c *Client) UploadBatch(ctx context.Context, file io.Reader, opts UploadOpt
 	r.header.Set("Content-Type", mw.FormDataContentType())
 	r.header.Set("X-Provider", opts.Provider)
 	r.header.Set("Idempotency-Key", opts.IdempotencyKey)
+	// A refused upload (the business's uploads in flight, the server's
+	// capacity) is answered before the file is sent, when the transport
+	// waits for 100 Continue (http.DefaultTransport does, a second).
+	r.header.Set("Expect", "100-continue")
 	var u Upload
 	err = c.callJSON(ctx, r, &u)
 	u.IdempotencyKey = opts.IdempotencyKey

@@ -135,6 +135,12 @@ var figures = []figure{
 		cmd:  "go test ./internal/worker -run '^$' -bench Estimate -benchtime 1x -count 3",
 	},
 	{
+		what: "200 uploads of a 10 MB, 5,000-row file at once to cmd/api (50 businesses, 4 each; Expect: 100-continue)", bench: "ConcurrentUploads",
+		show:   "peak RSS {peak-rss-MB} MB; {created/op} created, {429/op} × 429, {503/op} × 503 (no other answer); slowest /healthz {healthz-max-ms} ms",
+		target: "peak RSS < 256 MB", check: func(m, most map[string]float64) bool { return most["peak-rss-MB"] < 256 },
+		cmd: "go test ./cmd/api -run '^$' -bench ConcurrentUploads -benchtime 1x -count 3",
+	},
+	{
 		what: "Report: 5,000 records", bench: "BuildReport/records=5000",
 		show: "{ms-p50} ms to build, peak RSS +{rss-growth-MB} MB, peak heap +{MB-peak-heap-growth} MB, {B/record} B allocated per record",
 		cmd:  "go test ./internal/reports -run '^$' -bench BuildReport -benchtime 5x -count 5",
