@@ -62,6 +62,9 @@ type Options struct {
 	SumsubRateLimit int
 	// ReportLinkTTL is how long a report's download link works.
 	ReportLinkTTL time.Duration
+	// UploadRetention is how long a final batch's raw upload is kept (the
+	// status says until when); Open takes it from the configuration.
+	UploadRetention time.Duration
 	// ReportMaxPending is how many reports a business may have pending or
 	// processing (the API's limit; 0 in a worker, which starts none).
 	ReportMaxPending int
@@ -91,6 +94,7 @@ func Open(ctx context.Context, cfg config.Common, opts Options, logger *slog.Log
 		rdb.Close()
 		return nil, err
 	}
+	opts.UploadRetention = cfg.UploadRetention
 	return New(pool, rdb, files, opts, logger), nil
 }
 
@@ -103,7 +107,7 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 	a.Outbox = event.NewOutbox(a.Queue, logger)
 	a.Schedule = schedule.New(rdb)
 	a.Circuit = circuit.New(rdb, opts.SumsubProbeInterval, logger, a.Metrics)
-	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit)
+	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit, opts.UploadRetention)
 	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, opts.ReportMaxPending, logger)
 	return a
 }

@@ -34,6 +34,9 @@ type Common struct {
 	// ShutdownTimeout is how long a stopping process lets running work
 	// finish: HTTP requests, and a worker's tasks (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// UploadRetention is how long a batch's raw upload is kept in S3 once
+	// the batch is final (UPLOAD_RETENTION; 0: deleted at once).
+	UploadRetention time.Duration
 }
 
 // API is the configuration of the API server.
@@ -154,6 +157,7 @@ var Defaults = map[string]string{
 	"S3_FORCE_PATH_STYLE":                "false",
 	"LOG_LEVEL":                          "info",
 	"SHUTDOWN_TIMEOUT":                   "30s",
+	"UPLOAD_RETENTION":                   "168h",
 	"SUMSUB_BASE_URL":                    "https://api.sumsub.com",
 	"SUMSUB_RATE_LIMIT":                  "10",
 	"SUMSUB_TIMEOUT":                     "10s",
@@ -272,6 +276,7 @@ func (c Common) attrs() []slog.Attr {
 		slog.Bool("s3_force_path_style", c.S3.ForcePathStyle),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("upload_retention", c.UploadRetention.String()),
 	}
 }
 
@@ -327,6 +332,14 @@ func (r *reader) duration(name string) time.Duration {
 	return d
 }
 
+func (r *reader) nonNegativeDuration(name string) time.Duration {
+	d, err := time.ParseDuration(r.get(name))
+	if err != nil || d < 0 {
+		r.bad(name, "want a duration such as 168h, or 0, got %q", r.get(name))
+	}
+	return d
+}
+
 func (r *reader) boolean(name string) bool {
 	b, err := strconv.ParseBool(r.get(name))
 	if err != nil {
@@ -354,6 +367,7 @@ func (r *reader) common() Common {
 			ForcePathStyle: r.boolean("S3_FORCE_PATH_STYLE"),
 		},
 		ShutdownTimeout: r.duration("SHUTDOWN_TIMEOUT"),
+		UploadRetention: r.nonNegativeDuration("UPLOAD_RETENTION"),
 	}
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		r.bad("DATABASE_URL", "want postgres://user@host:port/database")

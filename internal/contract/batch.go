@@ -78,6 +78,7 @@ type BatchStatus struct {
 	StartedAt             *Time     `json:"startedAt"`
 	CompletedAt           *Time     `json:"completedAt"`
 	EstimatedCompletionAt *Time     `json:"estimatedCompletionAt"`
+	FileRetainedUntil     *Time     `json:"fileRetainedUntil"`
 }
 
 // Summary is a batch's successes and its largest groups of failures.
@@ -113,6 +114,7 @@ func BatchStatusOf(s ingest.Status) BatchStatus {
 		StartedAt:             timePtr(s.StartedAt),
 		CompletedAt:           timePtr(s.CompletedAt),
 		EstimatedCompletionAt: timePtr(s.EstimatedCompletion),
+		FileRetainedUntil:     timePtr(s.FileRetainedUntil),
 	}
 }
 

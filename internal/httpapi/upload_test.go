@@ -310,7 +310,7 @@ func TestBatchStatus(t *testing.T) {
 	got := r.JSON(t)
 	want := fmt.Sprintf(`{"batchId":%q,"businessUuid":%q,"provider":"sumsub","status":"pending","totalRecords":2,`+
 		`"processedRecords":0,"failedRecords":0,"summary":{"successfulRecords":0,"errors":[]},`+
-		`"createdAt":%q,"updatedAt":%q,"startedAt":null,"completedAt":null,"estimatedCompletionAt":%q}`,
+		`"createdAt":%q,"updatedAt":%q,"startedAt":null,"completedAt":null,"estimatedCompletionAt":%q,"fileRetainedUntil":null}`,
 		id, business, got["createdAt"], got["updatedAt"], got["estimatedCompletionAt"])
 	if diff := cmp.Diff(want, string(r.Body)); diff != "" {
 		t.Errorf("body (-want +got):\n%s", diff)

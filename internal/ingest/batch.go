@@ -41,6 +41,9 @@ type Batch struct {
 	UpdatedAt   time.Time
 	StartedAt   *time.Time
 	CompletedAt *time.Time
+	// FileDeletedAt is when the raw upload was deleted (UPLOAD_RETENTION
+	// after the batch was final); nil while it is kept.
+	FileDeletedAt *time.Time
 }
 
 // Remaining is how many of the batch's records are not final yet.
@@ -51,12 +54,12 @@ func (b Batch) Active() bool { return b.Status == "pending" || b.Status == "in_p
 
 // batchColumns are read from the view batch_progress, which sums the counters.
 const batchColumns = `id, business_id, provider, status, total_records, succeeded_records, failed_records,
-	cancelled_records, created_at, progressed_at, started_at, completed_at`
+	cancelled_records, created_at, progressed_at, started_at, completed_at, file_deleted_at`
 
 func scanBatch(row pgx.Row) (Batch, error) {
 	var b Batch
 	err := row.Scan(&b.ID, &b.BusinessID, &b.Provider, &b.Status, &b.Total, &b.Succeeded, &b.Failed,
-		&b.Cancelled, &b.CreatedAt, &b.UpdatedAt, &b.StartedAt, &b.CompletedAt)
+		&b.Cancelled, &b.CreatedAt, &b.UpdatedAt, &b.StartedAt, &b.CompletedAt, &b.FileDeletedAt)
 	return b, err
 }
 
@@ -182,6 +185,9 @@ type Status struct {
 	Errors []ErrorGroup
 	// EstimatedCompletion is nil once the batch is finished.
 	EstimatedCompletion *time.Time
+	// FileRetainedUntil is when the raw upload is (or was) deleted; nil
+	// while the batch runs.
+	FileRetainedUntil *time.Time
 }
 
 // Status returns the calling business's batch id.
@@ -204,7 +210,11 @@ func (s *Service) StatusByID(ctx context.Context, id uuid.UUID) (Status, error) 
 
 // status completes b with its error groups and, while it runs, its estimate.
 func (s *Service) status(ctx context.Context, b Batch) (Status, error) {
-	st := Status{Batch: b}
+	st := Status{Batch: b, FileRetainedUntil: b.FileDeletedAt}
+	if b.FileDeletedAt == nil && b.CompletedAt != nil {
+		until := b.CompletedAt.Add(s.retention)
+		st.FileRetainedUntil = &until
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT coalesce(error_code, ''), coalesce(error_message, ''), count(*) FROM batch_records
 		WHERE batch_id = $1 AND status = 'failed'

@@ -53,6 +53,9 @@ type PipelineConfig struct {
 	// ShutdownTimeout is how long the calls in flight may finish when the
 	// worker stops; a call cut short leaves its attempt unanswered.
 	ShutdownTimeout time.Duration
+	// UploadRetention is how long a final batch's raw upload is kept before
+	// the reconciler deletes it.
+	UploadRetention time.Duration
 }
 
 // maxPermitWait is how long a prepared record waits for its permit before

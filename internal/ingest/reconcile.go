@@ -27,8 +27,9 @@ type activeBatch struct {
 // batches that fell out of it put back), the records whose call was lost
 // with its worker (back in the schedule once their lease is over, or
 // cancelled when their batch is), the batches whose last record's worker
-// died before completing them, the businesses' weights, and the raw files
-// of uploads that were never stored.
+// died before completing them, the businesses' weights, the raw files of
+// uploads that were never stored, and those of batches final for longer
+// than UPLOAD_RETENTION.
 func (p *Pipeline) Reconcile(ctx context.Context) error {
 	batches, err := p.activeBatches(ctx)
 	if err != nil {
@@ -52,6 +53,11 @@ func (p *Pipeline) Reconcile(ctx context.Context) error {
 	swept, err := SweepUploads(ctx, p.records.pool, p.files)
 	if swept > 0 {
 		p.logger.WarnContext(ctx, "deleted the raw files of uploads that were never stored", "files", swept)
+	}
+	errs = append(errs, err)
+	expired, err := ExpireUploads(ctx, p.records.pool, p.files, p.cfg.UploadRetention)
+	if expired > 0 {
+		p.logger.InfoContext(ctx, "deleted the raw uploads of batches final for longer than UPLOAD_RETENTION", "files", expired)
 	}
 	p.logger.DebugContext(ctx, "reconciled", "active_batches", len(batches), "schedule_rebuilt", lost)
 	return errors.Join(append(errs, err)...)

@@ -60,11 +60,13 @@ type Service struct {
 	outbox *event.Outbox
 	logger *slog.Logger
 	rate   int // Sumsub requests per second, for completion estimates
+	// retention is how long a final batch's raw upload is kept.
+	retention time.Duration
 }
 
 // NewService returns a Service; rate is the Sumsub rate limit, which paces every batch.
-func NewService(pool *pgxpool.Pool, files FileStore, sched *schedule.Scheduler, outbox *event.Outbox, logger *slog.Logger, rate int) *Service {
-	return &Service{pool: pool, files: files, sched: sched, outbox: outbox, logger: logger, rate: rate}
+func NewService(pool *pgxpool.Pool, files FileStore, sched *schedule.Scheduler, outbox *event.Outbox, logger *slog.Logger, rate int, retention time.Duration) *Service {
+	return &Service{pool: pool, files: files, sched: sched, outbox: outbox, logger: logger, rate: rate, retention: retention}
 }
 
 // schedule puts a new batch's records to send in the schedule, with its business's weight.
@@ -203,7 +205,7 @@ func (s *Service) create(ctx context.Context, b newBatch, records []Record, miss
 		batch, err = scanBatch(tx.QueryRow(ctx, `
 			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
 			VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7)
-			RETURNING id, business_id, provider, status, total_records, 0, $8::int, 0, created_at, updated_at, started_at, completed_at`,
+			RETURNING id, business_id, provider, status, total_records, 0, $8::int, 0, created_at, updated_at, started_at, completed_at, file_deleted_at`,
 			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256, failed))
 		if database.IsUniqueViolation(err, "batches_business_id_idempotency_key_key") {
 			return ErrKeyUsed
@@ -266,6 +268,36 @@ func deleteUpload(ctx context.Context, db database.DB, files FileStore, fileKey 
 // orphanAge is how old a pending upload's note must be before its file is
 // taken for an orphan: longer than any upload's request may last.
 const orphanAge = time.Hour
+
+// ExpireUploads deletes from S3 the raw uploads of batches final for
+// longer than retention (each holds every share token of its batch) and
+// notes when; it returns how many it deleted, at most 1,000 a call.
+func ExpireUploads(ctx context.Context, db database.DB, files FileStore, retention time.Duration) (int, error) {
+	rows, err := db.Query(ctx, `
+		SELECT id, file_key FROM batches
+		WHERE completed_at IS NOT NULL AND file_deleted_at IS NULL AND completed_at <= now() - make_interval(secs => $1)
+		ORDER BY completed_at LIMIT 1000`, retention.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("list expired uploads: %w", err)
+	}
+	type expired struct {
+		ID  uuid.UUID
+		Key string
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[expired])
+	if err != nil {
+		return 0, fmt.Errorf("list expired uploads: %w", err)
+	}
+	for i, e := range list {
+		if err := files.Delete(ctx, e.Key); err != nil {
+			return i, fmt.Errorf("delete the upload of batch %s: %w", e.ID, err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE batches SET file_deleted_at = now() WHERE id = $1`, e.ID); err != nil {
+			return i, fmt.Errorf("note the deleted upload of batch %s: %w", e.ID, err)
+		}
+	}
+	return len(list), nil
+}
 
 // SweepUploads deletes the raw files of uploads whose batch was never stored
 // (the request died between the S3 PUT and the commit, or could not delete

@@ -55,7 +55,7 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		a.Schedule, a.Circuit, a.Outbox,
 		ingest.PipelineConfig{
 			Rate: cfg.Sumsub.RateLimit, Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
-			CallTimeout: cfg.Sumsub.Timeout, ShutdownTimeout: cfg.ShutdownTimeout,
+			CallTimeout: cfg.Sumsub.Timeout, ShutdownTimeout: cfg.ShutdownTimeout, UploadRetention: cfg.UploadRetention,
 		},
 		a.Logger, a.Metrics)
 	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)

@@ -80,6 +80,9 @@ type Options struct {
 	// UploadMaxInflightBytes the bytes of all (default the production 64 MiB).
 	UploadMaxConcurrent    int
 	UploadMaxInflightBytes int64
+	// DeleteUploadsAtOnce sets UPLOAD_RETENTION to 0: the reconciler deletes
+	// a batch's raw upload as soon as the batch is final (default 168h).
+	DeleteUploadsAtOnce bool
 	// SimClockAhead sets the simulator's clock ahead of this machine's
 	// (negative: behind), as Sumsub's would be of a worker's clock gone wrong.
 	SimClockAhead time.Duration
@@ -150,6 +153,7 @@ func New(tb testing.TB, opts Options) *Env {
 		"RECONCILE_INTERVAL":         opts.ReconcileInterval.String(),
 		"WEBHOOK_ALLOW_PRIVATE_URLS": strconv.FormatBool(!opts.BlockPrivateWebhookURLs),
 		"WEBHOOK_RETRY_BASE":         cmp.Or(opts.WebhookRetryBase, 20*time.Millisecond).String(),
+		"UPLOAD_RETENTION":           map[bool]string{true: "0s", false: "168h"}[opts.DeleteUploadsAtOnce],
 	}
 	if opts.Monitoring {
 		env["MONITORING_USER"], env["MONITORING_PASSWORD"] = "ops", "test-ops-password"
@@ -184,6 +188,7 @@ func New(tb testing.TB, opts Options) *Env {
 	}
 	e.App = app.New(pool, rdb, e.Files, app.Options{
 		SumsubRateLimit: apiCfg.SumsubRateLimit, ReportLinkTTL: apiCfg.ReportLinkTTL, ReportMaxPending: apiCfg.ReportMaxPending,
+		UploadRetention: apiCfg.UploadRetention,
 	}, e.Logger())
 	handler := httpapi.New(e.App, apiCfg)
 	// The production server's limits and timeouts, on a test listener.
@@ -233,7 +238,8 @@ func (e *Env) StartCountedWorker(tb testing.TB, shutdown time.Duration) (stop fu
 	cfg.ShutdownTimeout = shutdown
 	a := app.New(e.Pool, rdb, e.Files, app.Options{
 		SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL, SumsubProbeInterval: cfg.Sumsub.ProbeInterval,
-		Metrics: e.App.Metrics,
+		UploadRetention: cfg.UploadRetention,
+		Metrics:         e.App.Metrics,
 	}, e.Logger())
 	w, err := worker.New(a, cfg)
 	if err != nil {
