@@ -158,6 +158,7 @@ var Defaults = map[string]string{
 	"LOG_LEVEL":                          "info",
 	"SHUTDOWN_TIMEOUT":                   "30s",
 	"UPLOAD_RETENTION":                   "168h",
+	"S3_SSE":                             "AES256",
 	"SUMSUB_BASE_URL":                    "https://api.sumsub.com",
 	"SUMSUB_RATE_LIMIT":                  "10",
 	"SUMSUB_TIMEOUT":                     "10s",
@@ -274,6 +275,8 @@ func (c Common) attrs() []slog.Attr {
 		slog.String("s3_region", c.S3.Region),
 		slog.String("s3_bucket", c.S3.Bucket),
 		slog.Bool("s3_force_path_style", c.S3.ForcePathStyle),
+		slog.String("s3_sse", c.S3.SSE),
+		slog.Bool("s3_sse_kms_key_id_set", c.S3.SSEKMSKeyID != ""),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("upload_retention", c.UploadRetention.String()),
@@ -365,6 +368,8 @@ func (r *reader) common() Common {
 			Region:         r.get("S3_REGION"),
 			Bucket:         r.get("S3_BUCKET"),
 			ForcePathStyle: r.boolean("S3_FORCE_PATH_STYLE"),
+			SSE:            r.get("S3_SSE"),
+			SSEKMSKeyID:    r.get("S3_SSE_KMS_KEY_ID"),
 		},
 		ShutdownTimeout: r.duration("SHUTDOWN_TIMEOUT"),
 		UploadRetention: r.nonNegativeDuration("UPLOAD_RETENTION"),
@@ -374,6 +379,12 @@ func (r *reader) common() Common {
 	}
 	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		r.bad("REDIS_URL", "want redis://host:port/db")
+	}
+	if c.S3.SSE != storage.SSEAES256 && c.S3.SSE != storage.SSEKMS {
+		r.bad("S3_SSE", "want %s or %s, got %q", storage.SSEAES256, storage.SSEKMS, c.S3.SSE)
+	}
+	if c.S3.SSEKMSKeyID != "" && c.S3.SSE != storage.SSEKMS {
+		r.bad("S3_SSE_KMS_KEY_ID", "a KMS key needs S3_SSE=%s", storage.SSEKMS)
 	}
 	if c.S3.Endpoint != "" {
 		if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

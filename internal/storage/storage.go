@@ -25,7 +25,19 @@ type Config struct {
 	Bucket         string
 	ForcePathStyle bool                    // needed by MinIO, versitygw and most non-AWS servers
 	Credentials    aws.CredentialsProvider // nil: the AWS default chain
+	// SSE is the server-side encryption every object is written with:
+	// SSEAES256 (S3's own keys; the default when empty) or SSEKMS.
+	SSE string
+	// SSEKMSKeyID is the KMS key of SSEKMS; empty: the bucket's or the
+	// account's default key.
+	SSEKMSKeyID string
 }
+
+// The server-side encryptions Config.SSE takes.
+const (
+	SSEAES256 = "AES256"
+	SSEKMS    = "aws:kms"
+)
 
 // Store puts and deletes objects in one bucket.
 type Store struct {
@@ -33,6 +45,8 @@ type Store struct {
 	uploader  *transfermanager.Client
 	presigner *s3.PresignClient
 	bucket    string
+	sse       string
+	kmsKey    *string // nil: no key named
 }
 
 // New returns a Store for cfg. It does not contact the server.
@@ -55,7 +69,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.PartSizeBytes = 5 << 20
 		o.Concurrency = 1
 	})
-	return &Store{client: client, uploader: uploader, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket}, nil
+	st := &Store{client: client, uploader: uploader, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket, sse: SSEAES256}
+	switch cfg.SSE {
+	case "", SSEAES256:
+	case SSEKMS:
+		st.sse = SSEKMS
+		if cfg.SSEKMSKeyID != "" {
+			st.kmsKey = aws.String(cfg.SSEKMSKeyID)
+		}
+	default:
+		return nil, fmt.Errorf("server-side encryption %q: want %s or %s", cfg.SSE, SSEAES256, SSEKMS)
+	}
+	return st, nil
 }
 
 // Put stores body under key with server-side encryption requested. body is
@@ -67,7 +92,8 @@ func (s *Store) Put(ctx context.Context, key string, body io.ReadSeeker, content
 		Body:                 body,
 		ContentType:          aws.String(contentType),
 		Metadata:             metadata,
-		ServerSideEncryption: types.ServerSideEncryptionAes256,
+		ServerSideEncryption: types.ServerSideEncryption(s.sse),
+		SSEKMSKeyId:          s.kmsKey,
 	})
 	if err != nil {
 		return fmt.Errorf("put s3://%s/%s: %w", s.bucket, key, err)
@@ -84,7 +110,8 @@ func (s *Store) Upload(ctx context.Context, key string, body io.Reader, contentT
 		Key:                  aws.String(key),
 		Body:                 body,
 		ContentType:          aws.String(contentType),
-		ServerSideEncryption: tmtypes.ServerSideEncryptionAes256,
+		ServerSideEncryption: tmtypes.ServerSideEncryption(s.sse),
+		SSEKMSKeyID:          s.kmsKey,
 	})
 	if err != nil {
 		return fmt.Errorf("upload s3://%s/%s: %w", s.bucket, key, err)

@@ -6,10 +6,14 @@ import (
 	"crypto/rand"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/storage/s3local"
 	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 )
 
@@ -63,4 +67,61 @@ func flip(c byte) string {
 		return "1"
 	}
 	return "0"
+}
+
+// TestServerSideEncryption writes through a real S3-protocol server (gofakes3)
+// and records the encryption headers the SDK sent with every write: AES256
+// by default, aws:kms with its key when asked, on single and multipart
+// uploads alike.
+func TestServerSideEncryption(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ sse, key, wantSSE, wantKey string }{
+		{"", "", "AES256", ""},
+		{storage.SSEKMS, "arn:aws:kms:eu-west-1:111122223333:key/kycbatch", "aws:kms", "arn:aws:kms:eu-west-1:111122223333:key/kycbatch"},
+		{storage.SSEKMS, "", "aws:kms", ""},
+	} {
+		var mu sync.Mutex
+		var seen []string
+		s3 := s3local.InMemory()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut || (r.Method == http.MethodPost && r.URL.Query().Has("uploads")) {
+				mu.Lock()
+				seen = append(seen, r.Header.Get("X-Amz-Server-Side-Encryption")+"|"+r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"))
+				mu.Unlock()
+			}
+			s3.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		ctx := context.Background()
+		cfg := s3local.Config(srv.URL, "sse")
+		cfg.SSE, cfg.SSEKMSKeyID = tt.sse, tt.key
+		st, err := storage.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.EnsureBucket(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		seen = nil // the bucket's creation
+		mu.Unlock()
+		if err := st.Put(ctx, "uploads/a.csv", strings.NewReader("a"), "text/csv", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Upload(ctx, "reports/b.csv", strings.NewReader("b"), "text/csv"); err != nil {
+			t.Fatal(err)
+		}
+		want := tt.wantSSE + "|" + tt.wantKey
+		if len(seen) == 0 {
+			t.Errorf("SSE %q: no write seen", tt.sse)
+		}
+		for _, got := range seen {
+			if got != want {
+				t.Errorf("SSE %q, key %q: a write sent %q, want %q", tt.sse, tt.key, got, want)
+			}
+		}
+	}
+	if _, err := storage.New(context.Background(), storage.Config{SSE: "none"}); err == nil {
+		t.Error("an unknown encryption was taken")
+	}
 }
