@@ -122,12 +122,29 @@ func (p Parsed) Message() string {
 // Problems with the file's content are reported in the Parsed result. The
 // error is non-nil only when reading r fails; it wraps the reader's error.
 func ParseCSV(r io.Reader) (Parsed, error) {
+	return parseKeeping(r, keep{})
+}
+
+// keep says what a parse does with each valid record (while the file has
+// no problem so far).
+type keep struct {
+	// withoutToken keeps records without their share token: an upload holds
+	// what its checks need, not the bulk of the file.
+	withoutToken bool
+	// emit, when set, is handed each record instead (nothing is kept): the
+	// second read of a validated file streams its records.
+	emit func(Record)
+}
+
+// parseKeeping is ParseCSV, keeping records as k says.
+func parseKeeping(r io.Reader, k keep) (Parsed, error) {
 	src := bufio.NewReader(r)
 	if err := skipBOM(src); err != nil {
 		return Parsed{}, readError(err)
 	}
 	in := &inputGuard{src: src}
 	p := newParser(in)
+	p.keep = k
 	err := p.run()
 	if err == nil {
 		err = in.drain()
@@ -197,6 +214,7 @@ type parser struct {
 	lastLine int               // input line on which the last record read ends
 	firstRow map[uuid.UUID]int // row on which each external id was first seen
 	records  []Record
+	keep     keep
 }
 
 // newParser returns a parser reading from in. The CSV reader is left lenient
@@ -386,7 +404,14 @@ func (p *parser) checkRow(row int, fields []string) {
 	if rec.CardProcessorPublicToken != "" {
 		p.checkToken(row, "cardProcessorPublicToken", rec.CardProcessorPublicToken, maxCardTokenBytes)
 	}
-	if p.out.ProblemCount == 0 {
+	switch {
+	case p.out.ProblemCount > 0:
+	case p.keep.emit != nil:
+		p.keep.emit(rec)
+	case p.keep.withoutToken:
+		rec.ShareToken = ""
+		fallthrough
+	default:
 		p.records = append(p.records, rec)
 	}
 }

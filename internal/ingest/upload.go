@@ -150,7 +150,7 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 		batch, err = s.create(ctx, newBatch{
 			ID: id, BusinessID: business, IdempotencyKey: key,
 			FileKey: fileKey, FileSize: spool.size, FileSHA256: spool.sha256,
-		}, spool.parsed.Records, missing)
+		}, spool, missing)
 	}
 	if err != nil {
 		// The file may be in S3 (a PUT can fail after storing it): delete
@@ -188,11 +188,14 @@ type newBatch struct {
 }
 
 // create stores the batch and all its records, and clears its file's note,
-// in one transaction. The records of missing entities are stored failed,
-// with ENTITY_NOT_FOUND, and counted. A concurrent upload with the same
+// in one transaction. The records are read again from the spool file as
+// the COPY takes them, so that an upload never holds its share tokens in
+// memory. The records of missing entities are stored failed, with
+// ENTITY_NOT_FOUND, and counted. A concurrent upload with the same
 // idempotency key waits on the unique index until this one commits, then
 // gets ErrKeyUsed.
-func (s *Service) create(ctx context.Context, b newBatch, records []Record, missing map[uuid.UUID]bool) (Batch, error) {
+func (s *Service) create(ctx context.Context, b newBatch, spool *spooled, missing map[uuid.UUID]bool) (Batch, error) {
+	records := spool.parsed.Records
 	failed := 0
 	for _, r := range records {
 		if missing[r.ExternalID] {
@@ -217,22 +220,29 @@ func (s *Service) create(ctx context.Context, b newBatch, records []Record, miss
 		notFound := []any{"failed", pgtype.Text{String: CodeEntityNotFound, Valid: true}, pgtype.Text{String: msgEntityNotFound, Valid: true},
 			pgtype.Timestamptz{Time: batch.CreatedAt, Valid: true}}
 		pending := []any{"pending", pgtype.Text{}, pgtype.Text{}, pgtype.Timestamptz{}}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"batch_records"},
+		stream, err := streamRecords(spool.file)
+		if err != nil {
+			return err
+		}
+		defer stream.close()
+		copied, err := tx.CopyFrom(ctx, pgx.Identifier{"batch_records"},
 			[]string{"batch_id", "row_number", "external_id", "share_token", "applicant_level", "card_processor_public_token",
 				"status", "error_code", "error_message", "processed_at"},
-			pgx.CopyFromSlice(len(records), func(i int) ([]any, error) {
+			stream.source(func(r Record) []any {
 				// pgtype values encode directly; uuid.UUID would go through
 				// driver.Valuer and a failed plan per value (half the upload's CPU).
-				r := records[i]
 				row := []any{batchID, int32(r.Row), pgtype.UUID{Bytes: r.ExternalID, Valid: true}, pgtype.Text{String: r.ShareToken, Valid: true},
 					pgtype.Text{String: r.ApplicantLevel, Valid: r.ApplicantLevel != ""},
 					pgtype.Text{String: r.CardProcessorPublicToken, Valid: r.CardProcessorPublicToken != ""}}
 				if missing[r.ExternalID] {
 					row[3] = pgtype.Text{} // the token is never sent: not kept
-					return append(row, notFound...), nil
+					return append(row, notFound...)
 				}
-				return append(row, pending...), nil
+				return append(row, pending...)
 			}))
+		if err == nil && copied != int64(len(records)) {
+			err = fmt.Errorf("the file's second read gave %d records, its first %d", copied, len(records))
+		}
 		if err != nil {
 			return fmt.Errorf("copy %d records: %w", len(records), err)
 		}
@@ -322,7 +332,8 @@ func SweepUploads(ctx context.Context, db database.DB, files FileStore) (int, er
 }
 
 // spooled is an upload read to its end: the file on disk, its size and hash,
-// and what the validator made of it.
+// and what the validator made of it (its records without their share
+// tokens, which stay in the file until the batch's COPY reads them again).
 type spooled struct {
 	file   *os.File
 	size   int64
@@ -347,7 +358,7 @@ func readFile(file io.Reader) (*spooled, error) {
 	s := &spooled{file: f}
 	counted := &countingReader{r: io.LimitReader(file, MaxFileBytes+1)}
 	sum := sha256.New()
-	parsed, err := ParseCSV(io.TeeReader(counted, io.MultiWriter(f, sum)))
+	parsed, err := parseKeeping(io.TeeReader(counted, io.MultiWriter(f, sum)), keep{withoutToken: true})
 	switch {
 	case counted.n > MaxFileBytes:
 		return s, ErrTooLarge
@@ -400,3 +411,63 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// recordStream reads a validated spool file again, on a goroutine of its
+// own, and hands its records over one at a time.
+type recordStream struct {
+	records chan Record
+	done    chan struct{}
+	errc    chan error
+}
+
+// streamRecords starts reading f from its start.
+func streamRecords(f io.ReadSeeker) (*recordStream, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewind upload: %w", err)
+	}
+	s := &recordStream{records: make(chan Record, 64), done: make(chan struct{}), errc: make(chan error, 1)}
+	go func() {
+		defer close(s.records)
+		_, err := parseKeeping(f, keep{emit: func(r Record) {
+			select {
+			case s.records <- r:
+			case <-s.done:
+			}
+		}})
+		s.errc <- err
+	}()
+	return s, nil
+}
+
+// close stops the reading (a COPY that failed) and waits for it to end.
+func (s *recordStream) close() {
+	close(s.done)
+	for range s.records {
+	}
+}
+
+// source is the stream as a COPY's source, each record made a row by row.
+func (s *recordStream) source(row func(Record) []any) pgx.CopyFromSource {
+	return &copySource{stream: s, row: row}
+}
+
+type copySource struct {
+	stream *recordStream
+	row    func(Record) []any
+	cur    Record
+	err    error
+}
+
+func (c *copySource) Next() bool {
+	r, ok := <-c.stream.records
+	if !ok {
+		c.err = <-c.stream.errc
+		return false
+	}
+	c.cur = r
+	return true
+}
+
+func (c *copySource) Values() ([]any, error) { return c.row(c.cur), nil }
+
+func (c *copySource) Err() error { return c.err }
