@@ -53,6 +53,7 @@ bench: tools ## Run the benchmarks (about 50 min) and write BENCHMARKS.md from t
 	  $(GO) test ./internal/httpapi -run '^$$' -bench BatchStatus32 -benchtime 3000x -count $(BENCH_COUNT) && \
 	  $(GO) test ./cmd/api -run '^$$' -bench ConcurrentUploads -benchtime 1x -count $(RATE_COUNT) && \
 	  $(GO) test ./internal/reports -run '^$$' -bench BuildReport -benchtime 5x -count $(BENCH_COUNT) && \
+	  $(GO) test ./internal/reports -run '^$$' -bench ReportFlood -benchtime 1x -count $(RATE_COUNT) && \
 	  $(GO) test ./internal/schedule -run '^$$' -bench Next -benchtime 10x -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/worker -run '^$$' -bench 'PipelineCeiling|Fairness' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench 'BusinessShares|Estimate' -benchtime 1x -count $(RATE_COUNT) -timeout 30m && \

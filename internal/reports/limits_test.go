@@ -13,7 +13,7 @@ import (
 
 // initiate starts a report of batchID and returns the answer's status, its
 // client_id (when 200) and the answer.
-func initiate(t *testing.T, e *apitest.Env, key, batchID string) (int, string, apitest.Response) {
+func initiate(t testing.TB, e *apitest.Env, key, batchID string) (int, string, apitest.Response) {
 	t.Helper()
 	r := e.Call(t, http.MethodPost, reportPath+"initiate", key, map[string]string{"client_id": batchID})
 	if r.Status != http.StatusOK {

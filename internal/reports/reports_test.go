@@ -18,7 +18,7 @@ import (
 const reportPath = "/api/v1/stamper-v2/bulk-usage-report/"
 
 // waitReport polls the download endpoint until the report is built or failed.
-func waitReport(t *testing.T, e *apitest.Env, key, id string) map[string]any {
+func waitReport(t testing.TB, e *apitest.Env, key, id string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -141,6 +141,12 @@ var figures = []figure{
 		cmd: "go test ./cmd/api -run '^$' -bench ConcurrentUploads -benchtime 1x -count 3",
 	},
 	{
+		what: "Reports while another business floods: its 2,000 initiates over 20 batches of 5,000 records (8 at a time), beside a 12-record batch's report", bench: "ReportFlood",
+		show:   "the 12-record report ready {quiet-report-s} s after its initiate; the flood made {flood-reports/op} reports (10 at most in progress)",
+		target: "≤ 3 s", check: func(m, most map[string]float64) bool { return most["quiet-report-s"] <= 3 },
+		cmd: "go test ./internal/reports -run '^$' -bench ReportFlood -benchtime 1x -count 3",
+	},
+	{
 		what: "Report: 5,000 records", bench: "BuildReport/records=5000",
 		show: "{ms-p50} ms to build, peak RSS +{rss-growth-MB} MB, peak heap +{MB-peak-heap-growth} MB, {B/record} B allocated per record",
 		cmd:  "go test ./internal/reports -run '^$' -bench BuildReport -benchtime 5x -count 5",
