@@ -5,15 +5,19 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 )
 
-// slowUpload starts an upload whose body arrives only when release is
-// closed (its Content-Length announced), and returns its answer's channel.
-func slowUpload(t *testing.T, e *apitest.Env, key, idem string, csv []byte, release <-chan struct{}) <-chan apitest.Response {
+// slowUpload starts an upload whose file is sent only when release is
+// closed, and returns its status's channel once the API has let it in: it
+// asks Expect: 100-continue, which the server answers when the handler
+// reads the body, past the gate; the client waits for it (a minute at
+// most), so the first read of the body says the upload was let in.
+func slowUpload(t *testing.T, e *apitest.Env, key, idem string, csv []byte, release <-chan struct{}) <-chan int {
 	t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
@@ -22,16 +26,40 @@ func slowUpload(t *testing.T, e *apitest.Env, key, idem string, csv []byte, rele
 	mw.Close()
 	req := e.UploadRequest(t, key, idem, nil, nil)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	pr, pw := io.Pipe()
-	req.Body, req.ContentLength = pr, int64(body.Len())
+	req.Header.Set("Expect", "100-continue")
+	admitted := make(chan struct{})
+	req.Body, req.ContentLength = io.NopCloser(&heldBody{admitted: admitted, release: release, body: &body}), int64(body.Len())
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	status := make(chan int, 1)
 	go func() {
-		<-release
-		pw.Write(body.Bytes())
-		pw.Close()
+		res, err := client.Do(req)
+		if err != nil {
+			t.Errorf("held upload: %v", err)
+			status <- 0
+			return
+		}
+		res.Body.Close()
+		status <- res.StatusCode
 	}()
-	answer := make(chan apitest.Response, 1)
-	go func() { answer <- e.Do(t, req) }()
-	return answer
+	select {
+	case <-admitted:
+	case s := <-status:
+		t.Fatalf("held upload answered %d before its file was asked for", s)
+	}
+	return status
+}
+
+// heldBody says when it is first read, then waits for release.
+type heldBody struct {
+	admitted chan struct{}
+	release  <-chan struct{}
+	body     io.Reader
+	once     sync.Once
+}
+
+func (h *heldBody) Read(p []byte) (int, error) {
+	h.once.Do(func() { close(h.admitted); <-h.release })
+	return h.body.Read(p)
 }
 
 // TestUploadGate: a business gets at most its uploads in flight (429), all
@@ -46,8 +74,7 @@ func TestUploadGate(t *testing.T) {
 	csv := apitest.CSVFile("gate", e.Entities(t, busy, 3)) // about 0.4 kB with its multipart wrapping
 
 	release := make(chan struct{})
-	held := []<-chan apitest.Response{slowUpload(t, e, busy, "held-1", csv, release), slowUpload(t, e, busy, "held-2", csv, release)}
-	time.Sleep(200 * time.Millisecond) // both are in flight
+	held := []<-chan int{slowUpload(t, e, busy, "held-1", csv, release), slowUpload(t, e, busy, "held-2", csv, release)}
 	r := e.Upload(t, busy, "third", csv)
 	want := `{"code":"0701010400","message":"Too many uploads in progress, retry later","parameter":""}`
 	if r.Status != http.StatusTooManyRequests || string(r.Body) != want || r.Header.Get("Retry-After") != "1" {
@@ -68,8 +95,8 @@ func TestUploadGate(t *testing.T) {
 
 	close(release)
 	for i, a := range held {
-		if r := <-a; r.Status != http.StatusCreated {
-			t.Errorf("held upload %d: %d %s", i+1, r.Status, r.Body)
+		if s := <-a; s != http.StatusCreated {
+			t.Errorf("held upload %d: %d, want 201", i+1, s)
 		}
 	}
 	// The refused upload's key is free: nothing was stored for it.
