@@ -269,6 +269,29 @@ func (c *Client) AllRecords(ctx context.Context, batchID string, opts RecordsOpt
 	}
 }
 
+// BatchesOptions select a page of the business's batches.
+type BatchesOptions struct {
+	Status         string // pending, in_progress, completed, failed or cancelled; empty for all
+	IdempotencyKey string // only the batch made with this key (a lost 201)
+	Limit          int    // 1..100; 0 takes the server's default (20)
+	Cursor         string // NextCursor of the previous page; empty for the first
+}
+
+// BatchPage is a page of the business's batches, newest first.
+type BatchPage struct {
+	Batches    []Batch `json:"batches"`
+	NextCursor *string `json:"nextCursor"` // nil on the last page
+}
+
+// ListBatches reads a page of the business's batches (GET /entity/kyc/import/batch).
+func (c *Client) ListBatches(ctx context.Context, opts BatchesOptions) (BatchPage, error) {
+	var p BatchPage
+	path := "/entity/kyc/import/batch" + query("status", opts.Status, "idempotencyKey", opts.IdempotencyKey,
+		"limit", limitParam(opts.Limit), "cursor", opts.Cursor)
+	err := c.getJSON(ctx, path, &p)
+	return p, err
+}
+
 func batchPath(id string) string {
 	return "/entity/kyc/import/batch/" + url.PathEscape(id)
 }

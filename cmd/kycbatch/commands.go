@@ -196,6 +196,44 @@ func (c *cli) records(ctx context.Context, args []string) error {
 	return nil
 }
 
+// batches: batches [--status S] [--idempotency-key K] [--limit N]: the
+// business's batches, newest first (all pages, or the first N). With the
+// key of an upload whose answer was lost, it finds that upload's batch.
+func (c *cli) batches(ctx context.Context, args []string) error {
+	fs := c.newFlags("batches")
+	status := fs.String("status", "", "only batches of this status: pending, in_progress, completed, failed or cancelled")
+	key := fs.String("idempotency-key", "", "only the batch made with this Idempotency-Key")
+	limit := fs.Int("limit", 0, "at most this many batches (0: all)")
+	if _, err := c.parse(fs, args, 0); err != nil {
+		return err
+	}
+	list := []client.Batch{}
+	opts := client.BatchesOptions{Status: *status, IdempotencyKey: *key, Limit: 100}
+	for *limit == 0 || len(list) < *limit {
+		p, err := c.client.ListBatches(ctx, opts)
+		if err != nil {
+			return err
+		}
+		list = append(list, p.Batches...)
+		if p.NextCursor == nil {
+			break
+		}
+		opts.Cursor = *p.NextCursor
+	}
+	if *limit > 0 && len(list) > *limit {
+		list = list[:*limit]
+	}
+	c.print(list, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BATCH\tSTATUS\tTOTAL\tPROCESSED\tFAILED\tCREATED")
+		for _, b := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", b.BatchID, b.Status, b.TotalRecords, b.ProcessedRecords, b.FailedRecords, b.CreatedAt.Format(time.RFC3339))
+		}
+		tw.Flush()
+	})
+	return nil
+}
+
 // reportCmd: report BATCH_ID --out FILE.csv [--interval D]: initiate a
 // report, wait until it is built, and download it.
 func (c *cli) reportCmd(ctx context.Context, args []string) error {

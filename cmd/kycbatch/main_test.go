@@ -157,6 +157,16 @@ func TestCLI(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stderr), &body); err != nil || body.Error["code"] != client.CodeIdempotencyKeyUsed {
 			t.Errorf("stderr of a refused upload: %v\n%s", err, r.stderr)
 		}
+		// Its batch, found by the key (as a client that lost its 201 would).
+		var found []client.Batch
+		k.run(t, "batches", "--idempotency-key", "cli-json-1", "--output", "json").want(t, 0).decode(t, &found)
+		if len(found) != 1 || found[0].BatchID != batchID {
+			t.Errorf("batches --idempotency-key: %+v, want the batch %s", found, batchID)
+		}
+		k.run(t, "batches", "--limit", "1", "--output", "json").want(t, 0).decode(t, &found)
+		if len(found) != 1 || found[0].BatchID != batchID {
+			t.Errorf("batches --limit 1: %+v, want the newest, %s", found, batchID)
+		}
 	})
 
 	t.Run("report --out writes the bytes the link serves", func(t *testing.T) {

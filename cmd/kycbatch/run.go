@@ -60,6 +60,7 @@ Commands:
   upload FILE.csv [--idempotency-key K] [--wait] [--interval D]
   status BATCH_ID
   records BATCH_ID [--failed | --status pending|succeeded|failed]
+  batches [--status S] [--idempotency-key K] [--limit N]
   cancel BATCH_ID
   report BATCH_ID --out FILE.csv [--interval D]
 
@@ -153,6 +154,7 @@ func (c *cli) dispatch(ctx context.Context, args []string, getenv func(string) s
 		"upload":          c.upload,
 		"status":          c.status,
 		"records":         c.records,
+		"batches":         c.batches,
 		"cancel":          c.cancel,
 		"report":          c.reportCmd,
 		"help":            func(context.Context, []string) error { io.WriteString(c.stdout, usage); return nil },

@@ -131,6 +131,21 @@ type Record struct {
 	ProcessedAt  *Time     `json:"processedAt"`
 }
 
+// BatchPage is a page of GET /entity/kyc/import/batch.
+type BatchPage struct {
+	Batches    []BatchStatus `json:"batches"`
+	NextCursor *string       `json:"nextCursor"`
+}
+
+// BatchPageOf maps a page of batches and the next page's cursor (empty on the last).
+func BatchPageOf(list []ingest.Status, next string) BatchPage {
+	page := BatchPage{Batches: make([]BatchStatus, len(list)), NextCursor: optional(next)}
+	for i, s := range list {
+		page.Batches[i] = BatchStatusOf(s)
+	}
+	return page
+}
+
 // RecordPage is a page of GET .../batch/{batchId}/records.
 type RecordPage struct {
 	Records    []Record `json:"records"`

@@ -134,6 +134,33 @@ func invalidQuery(parameter, message string) *problem {
 	return newProblem(http.StatusBadRequest, "0701020200", message, parameter)
 }
 
+// batchStatuses are the values of the batches' status filter.
+var batchStatuses = map[string]bool{"": true, "pending": true, "in_progress": true, "completed": true, "failed": true, "cancelled": true}
+
+// list handles GET /entity/kyc/import/batch.
+func (h batchHandler) list(c echo.Context) error {
+	status := c.QueryParam("status")
+	if !batchStatuses[status] {
+		return invalidQuery("status", "status must be pending, in_progress, completed, failed or cancelled")
+	}
+	key := c.QueryParam("idempotencyKey")
+	if key != "" && !validIdempotencyKey(key) {
+		return invalidQuery("idempotencyKey", "idempotencyKey must be 1 to 255 printable ASCII characters")
+	}
+	limit := 20
+	if s := c.QueryParam("limit"); s != "" {
+		var err error
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 100 {
+			return invalidQuery("limit", "limit must be between 1 and 100")
+		}
+	}
+	list, next, err := h.batches.List(c.Request().Context(), status, key, c.QueryParam("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, contract.BatchPageOf(list, next))
+}
+
 // recordStatuses are the values of the records' status filter.
 var recordStatuses = map[string]bool{"": true, "pending": true, "succeeded": true, "failed": true, "cancelled": true}
 

@@ -52,6 +52,8 @@ func addRoutes(e *echo.Echo, a *app.App, cfg config.API) {
 	e.GET("/entity/:entityId", entities.get, authed)
 	// Upload a CSV batch of KYC records.
 	e.POST("/entity/kyc/import/batch", batches.upload, authed)
+	// List the business's batches, newest first, a cursor page at a time.
+	e.GET("/entity/kyc/import/batch", batches.list, authed)
 	// Read a batch's status and counters.
 	e.GET("/entity/kyc/import/batch/:batchId", batches.status, authed)
 	// Page through a batch's per-record results.

@@ -349,6 +349,48 @@ func (s *Service) Records(ctx context.Context, id uuid.UUID, status, after strin
 	return list, next, nil
 }
 
+// List returns a page of the calling business's batches, newest first,
+// at most limit, with their status as Status gives it: of one status when
+// status is set, the one made with idempotencyKey when it is set (a client
+// that lost its 201 finds its batch), after the batch the cursor after
+// names. next is the cursor of the page after it ("" on the last).
+func (s *Service) List(ctx context.Context, status, idempotencyKey, after string, limit int) (list []Status, next string, err error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("list batches: limit %d, want at least 1", limit)
+	}
+	var before *uuid.UUID
+	if after != "" {
+		b, err := base64.RawURLEncoding.DecodeString(after)
+		id, perr := uuid.Parse(strings.TrimPrefix(string(b), "batch:"))
+		if err != nil || perr != nil || !strings.HasPrefix(string(b), "batch:") {
+			return nil, "", ErrBadCursor
+		}
+		before = &id
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+batchColumns+` FROM batch_progress
+		WHERE business_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR idempotency_key = $3) AND ($4::uuid IS NULL OR id < $4)
+		ORDER BY id DESC LIMIT $5`, auth.BusinessFrom(ctx), status, idempotencyKey, before, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list batches: %w", err)
+	}
+	batches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Batch, error) { return scanBatch(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list batches: %w", err)
+	}
+	if len(batches) > limit {
+		batches = batches[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte("batch:" + batches[limit-1].ID.String()))
+	}
+	list = make([]Status, len(batches))
+	for i, b := range batches {
+		if list[i], err = s.status(ctx, b); err != nil {
+			return nil, "", err
+		}
+	}
+	return list, next, nil
+}
+
 // Cursors of the records listing are opaque to clients: the last row sent.
 func encodeCursor(row int) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("row:" + strconv.Itoa(row)))
