@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kycbatch/kycbatch/internal/storage"
@@ -148,7 +149,10 @@ func TestChaos(t *testing.T) {
 	log.add("worker 2 killed with SIGKILL, restarted after 1 s")
 	deadline := 4*expected + 90*time.Second + outages.took
 	for _, p := range plans {
-		c.waitDone(t, p, deadline-time.Since(start))
+		if !c.waitDone(t, p, deadline-time.Since(start)) {
+			logUnfinished(t, pg.url("kycbatch"), rdb, p.id)
+			t.FailNow()
+		}
 	}
 	took := time.Since(start)
 
@@ -481,7 +485,7 @@ func (c *client) mustUpload(t *testing.T, p batchPlan) string {
 }
 
 // waitDone polls the batch until it is finished, through the outages.
-func (c *client) waitDone(t *testing.T, p batchPlan, timeout time.Duration) {
+func (c *client) waitDone(t *testing.T, p batchPlan, timeout time.Duration) bool {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
@@ -494,10 +498,48 @@ func (c *client) waitDone(t *testing.T, p batchPlan, timeout time.Duration) {
 			Status string `json:"status"`
 		}
 		if json.Unmarshal(b, &batch) == nil && batch.Status != "pending" && batch.Status != "in_progress" {
-			return
+			return true
 		}
 	}
-	t.Fatalf("batch %s not finished after %s: %s", p.id, timeout, last)
+	t.Errorf("batch %s not finished after %s: %s", p.id, timeout, last)
+	return false
+}
+
+// logUnfinished logs what PostgreSQL and Redis hold of a batch's records
+// not final: what a stuck record's state was, for the one who reads the failure.
+func logUnfinished(t *testing.T, dbURL string, rdb *redis.Client, batchID string) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer pool.Close()
+	rows, err := pool.Query(ctx, `
+		SELECT row_number, attempts, answered_attempts, refusals, coalesce(retry_at::text, '-'), coalesce(last_attempt_at::text, '-'), now()::text
+		FROM batch_records WHERE batch_id = $1 AND status = 'pending'`, batchID)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for rows.Next() {
+		var row, attempts, answered, refusals int
+		var retryAt, lastAttempt, now string
+		if err := rows.Scan(&row, &attempts, &answered, &refusals, &retryAt, &lastAttempt, &now); err == nil {
+			t.Logf("pending row %d: attempts %d, answered %d, refusals %d, retry_at %s, last attempt %s (now %s)", row, attempts, answered, refusals, retryAt, lastAttempt, now)
+		}
+	}
+	rows.Close()
+	keys, _ := rdb.Keys(ctx, "*").Result()
+	for _, k := range keys {
+		if typ, _ := rdb.Type(ctx, k).Result(); typ == "zset" {
+			members, _ := rdb.ZRangeWithScores(ctx, k, 0, 20).Result()
+			t.Logf("redis %s: %v", k, members)
+		} else if typ == "hash" && strings.Contains(k, "circuit") {
+			h, _ := rdb.HGetAll(ctx, k).Result()
+			t.Logf("redis %s: %v", k, h)
+		}
+	}
 }
 
 // simToken is what the simulator knows of one share token.
