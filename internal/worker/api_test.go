@@ -2,10 +2,8 @@ package worker_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +129,7 @@ func checkMetrics(t *testing.T, e *apitest.Env, exact, atLeast map[string]float6
 	t.Helper()
 	var wrong []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := scrape(t, e)
+		got := e.Scrape(t)
 		wrong = wrong[:0]
 		for series, want := range exact {
 			if v, ok := got[series]; !ok || v != want {
@@ -150,29 +148,4 @@ func checkMetrics(t *testing.T, e *apitest.Env, exact, atLeast map[string]float6
 	for _, w := range wrong {
 		t.Errorf("/metrics: %s", w)
 	}
-}
-
-// scrape reads /metrics into the value of each series.
-func scrape(t *testing.T, e *apitest.Env) map[string]float64 {
-	t.Helper()
-	res, err := http.Get(e.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := make(map[string]float64)
-	for _, line := range strings.Split(string(b), "\n") {
-		i := strings.LastIndexByte(line, ' ') // label values may hold spaces, the value does not
-		if i < 0 || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			values[line[:i]] = v
-		}
-	}
-	return values
 }

@@ -524,3 +524,28 @@ func (l *LogBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// Scrape reads the API's /metrics into the value of each series.
+func (e *Env) Scrape(tb testing.TB) map[string]float64 {
+	tb.Helper()
+	res, err := http.Get(e.URL + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	values := make(map[string]float64)
+	for _, line := range strings.Split(string(b), "\n") {
+		i := strings.LastIndexByte(line, ' ') // label values may hold spaces, the value does not
+		if i < 0 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			values[line[:i]] = v
+		}
+	}
+	return values
+}
