@@ -32,8 +32,11 @@ run: ## Start the whole service locally (API, worker, embedded S3, Sumsub simula
 	exec bin/devserver
 
 .PHONY: tools
-tools: ## Install the pinned tools the tests use (versitygw)
+tools: ## Install the pinned tools the tests use (versitygw); name the Debian packages they need
 	@command -v versitygw >/dev/null || { echo "installing $(VERSITYGW)"; $(GO) install $(VERSITYGW); }
+	@for p in pgbouncer:pgbouncer promtool:prometheus; do \
+	  command -v $${p%%:*} >/dev/null || PATH=$$PATH:/usr/sbin command -v $${p%%:*} >/dev/null || \
+	  { echo "missing $${p%%:*}: apt-get install -y $${p#*:}"; exit 1; }; done
 
 .PHONY: test
 test: tools ## Run every test against the local PostgreSQL, Redis and S3 servers (race detector on)
