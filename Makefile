@@ -59,7 +59,7 @@ bench: tools ## Run the benchmarks (about 50 min) and write BENCHMARKS.md from t
 	  $(GO) test ./internal/reports -run '^$$' -bench ReportFlood -benchtime 1x -count $(RATE_COUNT) && \
 	  $(GO) test ./internal/schedule -run '^$$' -bench Next -benchtime 10x -count $(BENCH_COUNT) && \
 	  $(GO) test ./internal/worker -run '^$$' -bench 'PipelineCeiling|Fairness' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m && \
-	  $(GO) test ./internal/worker -run '^$$' -bench 'BusinessShares|Estimate' -benchtime 1x -count $(RATE_COUNT) -timeout 30m && \
+	  $(GO) test ./internal/worker -run '^$$' -bench 'BusinessShares|Estimate|PipelineThroughPgBouncer' -benchtime 1x -count $(RATE_COUNT) -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench StartFromIdle -benchtime 5x -count 1 -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench Batch5000 -benchtime 1x -count 1 -timeout 30m && \
 	  IDLE_SECONDS=120 $(GO) test ./cmd/worker -run '^$$' -bench Idle -benchtime 1x -count 2 -timeout 30m && \

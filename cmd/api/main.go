@@ -85,12 +85,7 @@ func serve(ctx context.Context, cfg config.API, stderr io.Writer) error {
 
 // migrate applies the migrations: the deploy step before new code starts.
 func migrate(ctx context.Context, cfg config.API, stdout io.Writer) error {
-	pool, err := database.Open(ctx, cfg.DatabaseURL, 0)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := database.Migrate(ctx, pool); err != nil {
+	if err := database.Migrate(ctx, cfg.DatabaseMigrateURL); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "migrations applied")

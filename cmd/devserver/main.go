@@ -149,6 +149,10 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := database.EnsureExists(ctx, cfg.API.DatabaseURL); err != nil {
 		return err
 	}
+	// Before the pool opens: its connections take the database's settings.
+	if err := database.Migrate(ctx, cfg.API.DatabaseMigrateURL); err != nil {
+		return err
+	}
 	// One process: the API and the worker share the connections, the
 	// services and one set of metrics.
 	a, err := app.Open(ctx, cfg.API.Common, app.Options{
@@ -161,9 +165,6 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	defer a.Close()
-	if err := database.Migrate(ctx, a.Pool); err != nil {
-		return err
-	}
 	key, err := devKey(ctx, auth.NewStore(a.Pool), cfg)
 	if err != nil {
 		return err

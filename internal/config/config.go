@@ -6,6 +6,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,11 @@ type Common struct {
 // API is the configuration of the API server.
 type API struct {
 	Common
+	// DatabaseMigrateURL is where `api migrate` connects
+	// (DATABASE_MIGRATE_URL; empty: DATABASE_URL): a direct connection to
+	// PostgreSQL when DATABASE_URL is PgBouncer's, whose transaction pooling
+	// keeps no session lock. May hold a password: logged redacted.
+	DatabaseMigrateURL string
 	// HTTPAddr is where the API listens (HTTP_ADDR).
 	HTTPAddr string
 	// RateLimit is the requests per second each business may send to the
@@ -192,6 +198,8 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			ReadOnly: r.boolean("MONITORING_READONLY"), PrometheusAddr: r.get("MONITORING_PROMETHEUS_ADDR"),
 		},
 	}
+	c.DatabaseMigrateURL = cmp.Or(r.get("DATABASE_MIGRATE_URL"), c.DatabaseURL)
+	r.postgresURL("DATABASE_MIGRATE_URL", c.DatabaseMigrateURL)
 	if (c.Monitoring.User == "") != (c.Monitoring.Password == "") {
 		r.bad("MONITORING_USER", "set both MONITORING_USER and MONITORING_PASSWORD, or neither")
 	}
@@ -230,6 +238,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 // LogValue lets the configuration be logged at start without its secrets.
 func (c API) LogValue() slog.Value {
 	return slog.GroupValue(append(c.Common.attrs(),
+		slog.String("database_migrate_url", database.Redact(c.DatabaseMigrateURL)),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Int("api_rate_limit", c.RateLimit),
 		slog.Int("sumsub_rate_limit", c.SumsubRateLimit),
@@ -359,6 +368,13 @@ func (r *reader) linkTTL() time.Duration {
 	return d
 }
 
+// postgresURL checks that the variable name holds a PostgreSQL URL.
+func (r *reader) postgresURL(name, value string) {
+	if u, err := url.Parse(value); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		r.bad(name, "want postgres://user@host:port/database")
+	}
+}
+
 func (r *reader) common() Common {
 	c := Common{
 		DatabaseURL: r.get("DATABASE_URL"),
@@ -374,9 +390,7 @@ func (r *reader) common() Common {
 		ShutdownTimeout: r.duration("SHUTDOWN_TIMEOUT"),
 		UploadRetention: r.nonNegativeDuration("UPLOAD_RETENTION"),
 	}
-	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		r.bad("DATABASE_URL", "want postgres://user@host:port/database")
-	}
+	r.postgresURL("DATABASE_URL", c.DatabaseURL)
 	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		r.bad("REDIS_URL", "want redis://host:port/db")
 	}

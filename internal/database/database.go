@@ -44,12 +44,9 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
-	// pgx prepares every statement once per connection; with generic plans
-	// PostgreSQL plans it once too, instead of at every execution (the worker
-	// runs a handful of statements per record, and planning its CTEs cost
-	// more CPU than running them). Our queries are single-batch or
-	// single-row lookups whose best plan does not depend on the values.
-	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	// No session parameter is set here: PgBouncer refuses the startup
+	// parameters it does not know. The generic plans the worker's statements
+	// want are the database's setting (migration 00013).
 	if maxConns > 0 && !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = maxConns
 	}
@@ -66,21 +63,27 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	return pool, nil
 }
 
-// Migrate applies every pending migration. Goose's Postgres session lock makes
-// concurrent runs (several replicas starting at once) safe.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// Migrate applies every pending migration over a connection of its own to
+// migrateURL: a direct one to PostgreSQL, since goose's session lock (which
+// makes concurrent runs, several replicas starting at once, safe) needs a
+// session of its own, which PgBouncer's transaction pooling does not keep.
+func Migrate(ctx context.Context, migrateURL string) error {
+	cfg, err := pgx.ParseConfig(migrateURL)
+	if err != nil {
+		return fmt.Errorf("parse DATABASE_MIGRATE_URL: %w", err)
+	}
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return fmt.Errorf("migration lock: %w", err)
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
 	if _, err := provider.Up(ctx); err != nil {
-		return fmt.Errorf("apply migrations: %w", err)
+		return fmt.Errorf("apply migrations at %s: %w", Redact(migrateURL), err)
 	}
 	return nil
 }

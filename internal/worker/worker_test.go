@@ -67,9 +67,22 @@ func checkCounters(t *testing.T, e *apitest.Env, batchID string) {
 	}
 }
 
+// Every test-mode token ends as Sumsub's answer says, and a report of the
+// batch is built: with two workers, straight to PostgreSQL and through
+// PgBouncer in transaction pooling mode (no prepared statement, no session
+// state kept between transactions).
 func TestEveryTestModeToken(t *testing.T) {
 	t.Parallel()
-	e := apitest.New(t, apitest.Options{})
+	for _, pgbouncer := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "PgBouncer"}[pgbouncer], func(t *testing.T) {
+			t.Parallel()
+			everyTestModeToken(t, apitest.Options{PgBouncer: pgbouncer})
+		})
+	}
+}
+
+func everyTestModeToken(t *testing.T, opts apitest.Options) {
+	e := apitest.New(t, opts)
 	key, business := e.Business(t)
 	ids := e.Entities(t, key, 11)
 	holder := e.Entities(t, key, 1)[0]
@@ -101,6 +114,7 @@ func TestEveryTestModeToken(t *testing.T) {
 		`UPDATE entities SET card_processor_public_token = 'card-held' WHERE business_id = $1 AND external_id = $2`, business, holder); err != nil {
 		t.Fatal(err)
 	}
+	e.StartWorker(t, 5*time.Second)
 	e.StartWorker(t, 5*time.Second)
 	final := e.WaitBatch(t, key, batchID, 30*time.Second)
 
@@ -147,6 +161,11 @@ func TestEveryTestModeToken(t *testing.T) {
 	}
 	if logs := e.Logs.String(); strings.Contains(logs, "-token") {
 		t.Errorf("a share token was logged")
+	}
+	r := e.Call(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", key, map[string]string{"client_id": batchID})
+	report := reportCSV(t, e, key, r.JSON(t)["data"].(map[string]any)["client_id"].(string))
+	if lines := strings.Count(report, "\n"); lines != 12 {
+		t.Errorf("report: %d lines, want a header and 11 records:\n%s", lines, report)
 	}
 }
 

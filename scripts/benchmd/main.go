@@ -76,6 +76,11 @@ var figures = []figure{
 		cmd: "same",
 	},
 	{
+		what: "… the same pipeline through PgBouncer 1.18, transaction pooling, pgx cache_describe", bench: "PipelineThroughPgBouncer",
+		show: "{records/s} records/s; CPU {cpu-ms/record} ms per record (PgBouncer's own not counted): Go {go-cpu-ms/record}, PostgreSQL {pg-cpu-ms/record}",
+		cmd:  "go test ./internal/worker -run '^$' -bench PipelineThroughPgBouncer -benchtime 1x -count 3",
+	},
+	{
 		what: "A 5,000-record batch from upload to completed at 10/s (500 s is the limit itself)", bench: "Batch5000",
 		show:   "{upload-to-completed-s} s",
 		target: "≤ 505 s", check: func(m, _ map[string]float64) bool { return m["upload-to-completed-s"] <= 505 },

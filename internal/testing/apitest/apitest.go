@@ -41,6 +41,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/storage"
 	"github.com/kycbatch/kycbatch/internal/sumsub/sumsubsim"
 	"github.com/kycbatch/kycbatch/internal/testing/dbtest"
+	"github.com/kycbatch/kycbatch/internal/testing/pgbouncertest"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 	"github.com/kycbatch/kycbatch/internal/testing/s3test"
 	"github.com/kycbatch/kycbatch/internal/worker"
@@ -83,6 +84,10 @@ type Options struct {
 	// DeleteUploadsAtOnce sets UPLOAD_RETENTION to 0: the reconciler deletes
 	// a batch's raw upload as soon as the batch is final (default 168h).
 	DeleteUploadsAtOnce bool
+	// PgBouncer puts a PgBouncer in transaction pooling mode between the
+	// API and workers and PostgreSQL (pgbouncertest), as a large deployment
+	// does; the migrations ran directly, as DATABASE_MIGRATE_URL does.
+	PgBouncer bool
 	// SimClockAhead sets the simulator's clock ahead of this machine's
 	// (negative: behind), as Sumsub's would be of a worker's clock gone wrong.
 	SimClockAhead time.Duration
@@ -175,7 +180,11 @@ func New(tb testing.TB, opts Options) *Env {
 	if opts.ProductionPool {
 		poolSize = database.WorkerPoolSize(workerCfg.Concurrency)
 	}
-	pool, err := database.Open(ctx, dbtest.URL(tb), poolSize)
+	dbURL := dbtest.URL(tb)
+	if opts.PgBouncer {
+		dbURL = pgbouncertest.URL(tb, dbURL)
+	}
+	pool, err := database.Open(ctx, dbURL, poolSize)
 	if err != nil {
 		tb.Fatal(err)
 	}

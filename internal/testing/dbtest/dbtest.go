@@ -70,8 +70,38 @@ func URL(tb testing.TB) string {
 		tb.Fatalf("create test database: %v", err)
 	}
 	dropAtCleanup(tb, name)
+	if err := copySettings(ctx, admin, templateName, name); err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
 	return withDatabase(serverURL(), name)
 }
+
+// copySettings gives database to the settings the migrations gave database
+// from (ALTER DATABASE … SET), which CREATE DATABASE does not copy.
+func copySettings(ctx context.Context, admin *pgx.Conn, from, to string) error {
+	rows, err := admin.Query(ctx, `
+		SELECT split_part(c, '=', 1), substr(c, strpos(c, '=') + 1)
+		FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) c
+		WHERE d.datname = $1 AND s.setrole = 0`, from)
+	if err != nil {
+		return err
+	}
+	settings, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Name, Value string }])
+	if err != nil {
+		return err
+	}
+	for _, s := range settings {
+		stmt := fmt.Sprintf("ALTER DATABASE %s SET %s = %s", pgx.Identifier{to}.Sanitize(),
+			pgx.Identifier{s.Name}.Sanitize(), quoteLiteral(s.Value))
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // MissingURL returns the URL of a database that does not exist yet, for code
 // that must create it; it is dropped when the test ends if it was created.
@@ -134,13 +164,7 @@ func makeTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+building); err != nil {
 		return "", err
 	}
-	pool, err := database.Open(ctx, withDatabase(serverURL(), building), 0)
-	if err != nil {
-		return "", err
-	}
-	err = database.Migrate(ctx, pool)
-	pool.Close()
-	if err != nil {
+	if err := database.Migrate(ctx, withDatabase(serverURL(), building)); err != nil {
 		return "", err
 	}
 	if _, err := admin.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", building, name)); err != nil {
