@@ -25,6 +25,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/metrics"
+	"github.com/kycbatch/kycbatch/internal/redisconn"
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/storage"
@@ -83,6 +84,7 @@ func Open(ctx context.Context, cfg config.Common, opts Options, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	redisconn.SetLogger(logger)
 	rdb, err := OpenRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		pool.Close()
@@ -114,11 +116,11 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 
 // OpenRedis connects to the Redis at url and checks that it answers.
 func OpenRedis(ctx context.Context, url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+	opt, err := redisconn.Parse(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(opt)
+	rdb := opt.NewClient()
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {

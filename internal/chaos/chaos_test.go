@@ -41,58 +41,15 @@ func TestChaos(t *testing.T) {
 	records, rate := envInt(t, "CHAOS_RECORDS", 400), envInt(t, "CHAOS_RATE", 50)
 	outage := time.Duration(envInt(t, "CHAOS_OUTAGE_SECONDS", 3)) * time.Second
 	ctx := context.Background()
-	apiBin, workerBin, simBin := proctest.Build(t, "../../cmd/api"), proctest.Build(t, "../../cmd/worker"), proctest.Build(t, "../../cmd/sumsubsim")
 	pg := startPostgres(t)
 	pg.createDatabase(t, "kycbatch")
 	redisURL, rdb := startRedis(t)
-
-	// S3 runs in the suite's process: none of the faults is S3's.
-	s3srv := httptest.NewServer(s3local.InMemory())
-	t.Cleanup(s3srv.Close)
-	s3cfg := s3local.Config(s3srv.URL, "kycbatch-chaos")
-	files, err := storage.New(ctx, s3cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := files.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-
 	// The simulator: 10% 503s, a 429 burst of 500 ms every 7 s, and 1% of
 	// imports answered after 5 s, past the workers' 3 s timeout: those
 	// answers are lost. Its outages come later, at run time.
-	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	sim := newProc(t, "sumsubsim", nil, simBin, "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms",
-		"-fail-rate", "0.1", "-stall-rate", "0.01", "-stall", "5s", "-burst-every", "7s", "-burst-for", "500ms", "-seed", "1")
-	sim.start(t)
-	simURL := "http://" + simAddr
-	waitReady(t, simURL+"/_sim/stats")
-
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{
-		"DATABASE_URL=" + pg.url("kycbatch"), "REDIS_URL=" + redisURL,
-		"S3_ENDPOINT=" + s3srv.URL, "S3_BUCKET=" + s3cfg.Bucket, "S3_REGION=" + s3cfg.Region, "S3_FORCE_PATH_STYLE=true",
-		"AWS_ACCESS_KEY_ID=kycbatch-dev", "AWS_SECRET_ACCESS_KEY=kycbatch-dev-secret",
-		"SUMSUB_BASE_URL=" + simURL, "SUMSUB_APP_TOKEN=" + sumsubsim.DevAppToken, "SUMSUB_SECRET_KEY=" + sumsubsim.DevSecretKey,
-		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=" + callTimeout.String(), "SUMSUB_PROBE_INTERVAL=" + probeInterval.String(),
-		"RECONCILE_INTERVAL=2s", "SHUTDOWN_TIMEOUT=2s", "LOG_LEVEL=warn", "HTTP_ADDR=" + apiAddr,
-	}
-	run(t, env, apiBin, "migrate")
-	keys := make([]string, businesses)
-	for i := range keys {
-		keys[i] = run(t, env, apiBin, "create-api-key", "--business", fmt.Sprintf("chaos-%d", i))
-	}
-	api := newProc(t, "api", env, apiBin, "serve")
-	api.start(t)
-	c := &client{base: "http://" + apiAddr}
-	waitReady(t, c.base+"/readyz")
-	workers := make([]*proc, 2)
-	for i := range workers {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		workers[i] = newProc(t, fmt.Sprintf("worker %d", i+1), append(env, "WORKER_METRICS_ADDR="+addr), workerBin)
-		workers[i].start(t)
-		waitReady(t, "http://"+addr+"/readyz")
-	}
+	svc := startService(t, pg.url("kycbatch"), redisURL, rate,
+		"-fail-rate", "0.1", "-stall-rate", "0.01", "-stall", "5s", "-burst-every", "7s", "-burst-for", "500ms")
+	c, keys, simURL, workers, files := svc.c, svc.keys, svc.simURL, svc.workers, svc.files
 
 	// The files: mostly tokens Sumsub imports, some it refuses.
 	plans := make([]batchPlan, len(batchShares))
@@ -193,6 +150,67 @@ func survived(t *testing.T) string {
 		return "NO"
 	}
 	return "yes"
+}
+
+// service is kycbatch as production runs it, in separate processes: the
+// Sumsub simulator, the API and two workers, with S3 in the suite's process
+// (none of the faults is S3's), and three businesses with a key each.
+type service struct {
+	c       *client
+	keys    []string
+	simURL  string
+	workers []*proc
+	files   *storage.Store
+}
+
+// startService starts the service on the migrated or empty database at
+// dbURL and the Redis at redisURL, Sumsub's limit rate; simArgs are the
+// simulator's faults.
+func startService(t *testing.T, dbURL, redisURL string, rate int, simArgs ...string) *service {
+	t.Helper()
+	ctx := context.Background()
+	apiBin, workerBin, simBin := proctest.Build(t, "../../cmd/api"), proctest.Build(t, "../../cmd/worker"), proctest.Build(t, "../../cmd/sumsubsim")
+	s3srv := httptest.NewServer(s3local.InMemory())
+	t.Cleanup(s3srv.Close)
+	s3cfg := s3local.Config(s3srv.URL, "kycbatch-chaos")
+	files, err := storage.New(ctx, s3cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	simAddr := proctest.FreeAddr(t)
+	sim := newProc(t, "sumsubsim", nil, append([]string{simBin, "-addr", simAddr, "-rate", strconv.Itoa(rate), "-latency", "5ms", "-seed", "1"}, simArgs...)...)
+	sim.start(t)
+	simURL := "http://" + simAddr
+	waitReady(t, simURL+"/_sim/stats")
+
+	apiAddr := proctest.FreeAddr(t)
+	env := []string{
+		"DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL,
+		"S3_ENDPOINT=" + s3srv.URL, "S3_BUCKET=" + s3cfg.Bucket, "S3_REGION=" + s3cfg.Region, "S3_FORCE_PATH_STYLE=true",
+		"AWS_ACCESS_KEY_ID=kycbatch-dev", "AWS_SECRET_ACCESS_KEY=kycbatch-dev-secret",
+		"SUMSUB_BASE_URL=" + simURL, "SUMSUB_APP_TOKEN=" + sumsubsim.DevAppToken, "SUMSUB_SECRET_KEY=" + sumsubsim.DevSecretKey,
+		"SUMSUB_RATE_LIMIT=" + strconv.Itoa(rate), "SUMSUB_TIMEOUT=" + callTimeout.String(), "SUMSUB_PROBE_INTERVAL=" + probeInterval.String(),
+		"RECONCILE_INTERVAL=2s", "SHUTDOWN_TIMEOUT=2s", "LOG_LEVEL=warn", "HTTP_ADDR=" + apiAddr,
+	}
+	run(t, env, apiBin, "migrate")
+	svc := &service{c: &client{base: "http://" + apiAddr}, keys: make([]string, businesses), simURL: simURL, workers: make([]*proc, 2), files: files}
+	for i := range svc.keys {
+		svc.keys[i] = run(t, env, apiBin, "create-api-key", "--business", fmt.Sprintf("chaos-%d", i))
+	}
+	api := newProc(t, "api", env, apiBin, "serve")
+	api.start(t)
+	waitReady(t, svc.c.base+"/readyz")
+	for i := range svc.workers {
+		addr := proctest.FreeAddr(t)
+		svc.workers[i] = newProc(t, fmt.Sprintf("worker %d", i+1), append(env, "WORKER_METRICS_ADDR="+addr), workerBin)
+		svc.workers[i].start(t)
+		waitReady(t, "http://"+addr+"/readyz")
+	}
+	return svc
 }
 
 // batchPlan is one batch the suite uploads: its file and the share token of each row.

@@ -10,6 +10,11 @@
 // the simulator imported a token whose answer was lost, and S3 and
 // PostgreSQL must agree.
 //
+// TestSentinelFailover runs the same processes on a Redis behind Sentinel (a
+// primary, a replica, three Sentinels) and SIGKILLs the primary mid-batch:
+// every process must follow the promoted replica by itself, with nothing
+// lost or doubled and the rate limit kept.
+//
 // The suite's size comes from the environment: CHAOS_RECORDS (default 400)
 // records at CHAOS_RATE (default 50) Sumsub requests a second.
 package chaos

@@ -10,11 +10,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kycbatch/kycbatch/internal/testing/proctest"
 )
 
 // postgres is a PostgreSQL cluster of the suite's own, so that restarting it
@@ -37,7 +40,7 @@ func startPostgres(t *testing.T) *postgres {
 		t.Skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
 	}
 	sort.Strings(bins)
-	p := &postgres{bin: filepath.Dir(bins[len(bins)-1]), port: strconv.Itoa(freePort(t)), asPostgres: os.Geteuid() == 0}
+	p := &postgres{bin: filepath.Dir(bins[len(bins)-1]), port: freePort(t), asPostgres: os.Geteuid() == 0}
 	dir, err := os.MkdirTemp("", "kycbatch-chaos-pg-")
 	if err != nil {
 		t.Fatal(err)
@@ -117,14 +120,8 @@ func (p *postgres) createDatabase(t *testing.T, name string) {
 // disturbs no other test, and returns its URL and a client.
 func startRedis(t *testing.T) (string, *redis.Client) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	port := strconv.Itoa(freePort(t))
+	bin := redisServer(t)
+	port := freePort(t)
 	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -146,12 +143,114 @@ func startRedis(t *testing.T) (string, *redis.Client) {
 }
 
 // freePort returns a loopback port no one listens on.
-func freePort(t *testing.T) int {
+func freePort(t *testing.T) string {
+	_, port, _ := net.SplitHostPort(proctest.FreeAddr(t))
+	return port
+}
+
+// redisServer is the path of redis-server; without it the test fails in CI
+// and is skipped elsewhere.
+func redisServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatal(err)
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return bin
+}
+
+// sentinelMaster is the name the Sentinels know the primary by.
+const sentinelMaster = "kycbatch"
+
+// sentinelSetup is a Redis primary, its replica and three Sentinels that
+// watch them (quorum 2), on loopback ports: the smallest Sentinel
+// deployment that survives the loss of the primary.
+type sentinelSetup struct {
+	primary, replica *proc
+	sentinelAddrs    []string
+	// url is REDIS_URL for the service: the Sentinels and the master's name.
+	url string
+}
+
+// startSentinels starts the setup and waits until every Sentinel knows the
+// replica and the other Sentinels, and the replica has synchronised. A
+// Sentinel calls the primary down after 1 s without an answer.
+func startSentinels(t *testing.T) *sentinelSetup {
+	t.Helper()
+	bin := redisServer(t)
+	ctx := context.Background()
+	primaryPort, replicaPort := freePort(t), freePort(t)
+	// Each in a directory of its own: a replica writes the primary's
+	// snapshot to its directory when it synchronises.
+	server := func(name, port string, args ...string) *proc {
+		return newProc(t, name, nil, append([]string{bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", t.TempDir()}, args...)...)
+	}
+	s := &sentinelSetup{
+		primary: server("redis primary", primaryPort),
+		replica: server("redis replica", replicaPort, "--replicaof", "127.0.0.1", primaryPort),
+	}
+	s.primary.start(t)
+	s.replica.start(t)
+	dir := t.TempDir()
+	for i := range 3 {
+		port := freePort(t)
+		// A Sentinel rewrites its configuration file: each has its own.
+		conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", i))
+		err := os.WriteFile(conf, []byte(fmt.Sprintf(`port %s
+bind 127.0.0.1
+sentinel monitor %s 127.0.0.1 %s 2
+sentinel down-after-milliseconds %[2]s 1000
+sentinel failover-timeout %[2]s 5000
+sentinel parallel-syncs %[2]s 1
+`, port, sentinelMaster, primaryPort)), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newProc(t, fmt.Sprintf("sentinel %d", i+1), nil, bin, conf, "--sentinel").start(t)
+		s.sentinelAddrs = append(s.sentinelAddrs, "127.0.0.1:"+port)
+	}
+	s.url = "redis-sentinel://" + strings.Join(s.sentinelAddrs, ",") + "/0?master=" + sentinelMaster
+
+	replica := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + replicaPort})
+	defer replica.Close()
+	waitUntil(t, 30*time.Second, "the replica synchronises with the primary", func() bool {
+		info, _ := replica.Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	for _, addr := range s.sentinelAddrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		waitUntil(t, 30*time.Second, "Sentinel "+addr+" knows the replica and the other Sentinels", func() bool {
+			replicas, _ := sc.Replicas(ctx, sentinelMaster).Result()
+			others, _ := sc.Sentinels(ctx, sentinelMaster).Result()
+			return len(replicas) == 1 && len(others) == 2
+		})
+		sc.Close()
+	}
+	return s
+}
+
+// master is the address the Sentinels name as the primary's now.
+func (s *sentinelSetup) master(t *testing.T) string {
+	t.Helper()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.sentinelAddrs[0]})
+	defer sc.Close()
+	addr, err := sc.GetMasterAddrByName(context.Background(), sentinelMaster).Result()
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(addr[0], addr[1])
+}
+
+// waitUntil polls cond until it holds; the test fails if it does not within timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kycbatch/kycbatch/internal/database"
+	"github.com/kycbatch/kycbatch/internal/redisconn"
 	"github.com/kycbatch/kycbatch/internal/storage"
 )
 
@@ -25,7 +26,9 @@ import (
 type Common struct {
 	// DatabaseURL is the PostgreSQL connection URL (DATABASE_URL).
 	DatabaseURL string
-	// RedisURL is the Redis URL of the queues and the rate limiter (REDIS_URL).
+	// RedisURL is the Redis of the queues, the schedule and the rate limiter
+	// (REDIS_URL): one server, or Sentinels and the name of the primary they
+	// watch (redisconn.Parse).
 	RedisURL string
 	// S3 says where raw uploads and reports are kept (S3_ENDPOINT, S3_REGION,
 	// S3_BUCKET, S3_FORCE_PATH_STYLE; credentials from the AWS default chain).
@@ -391,8 +394,8 @@ func (r *reader) common() Common {
 		UploadRetention: r.nonNegativeDuration("UPLOAD_RETENTION"),
 	}
 	r.postgresURL("DATABASE_URL", c.DatabaseURL)
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		r.bad("REDIS_URL", "want redis://host:port/db")
+	if _, err := redisconn.Parse(c.RedisURL); err != nil {
+		r.bad("REDIS_URL", "%v", err)
 	}
 	if c.S3.SSE != storage.SSEAES256 && c.S3.SSE != storage.SSEKMS {
 		r.bad("S3_SSE", "want %s or %s, got %q", storage.SSEAES256, storage.SSEKMS, c.S3.SSE)

@@ -132,6 +132,9 @@ func IsUniqueViolation(err error, constraint string) bool {
 func Redact(conn string) string {
 	u, err := url.Parse(conn)
 	if err != nil || u.Scheme == "" {
+		// Not a URL to Go (a Sentinel list's host without a port), or
+		// key=value: the userinfo's password, and every secret keyword.
+		conn = userinfoPassword.ReplaceAllString(conn, "${1}"+mask+"@")
 		return secretKeyword.ReplaceAllString(conn, "${1}"+mask)
 	}
 	if u.RawQuery != "" {
@@ -154,6 +157,8 @@ var (
 	// secretKeyword matches a secret's value in key=value form: a word,
 	// or a quoted string with its escapes.
 	secretKeyword = regexp.MustCompile(`(?i)(\b\w*(?:password|secret|token)\w*\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*)`)
+	// userinfoPassword matches the password of a URL's userinfo.
+	userinfoPassword = regexp.MustCompile(`^(\w[\w+.-]*://[^:@/?#]*:)[^@/?#]*@`)
 )
 
 // DB is what both a pool and a transaction offer. The owner of a table

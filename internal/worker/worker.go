@@ -20,6 +20,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
+	"github.com/kycbatch/kycbatch/internal/redisconn"
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
@@ -97,7 +98,7 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	})
 	// The scheduler gets a connection of its own: asynq's scheduler closes
 	// its client when it stops, and logs an error when that is shared.
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	redisOpt, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
