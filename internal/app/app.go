@@ -111,6 +111,7 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 	a.Circuit = circuit.New(rdb, opts.SumsubProbeInterval, logger, a.Metrics)
 	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit, opts.UploadRetention)
 	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, opts.ReportMaxPending, logger)
+	a.Metrics.WatchDependencies(a.checkDependencies)
 	return a
 }
 

@@ -43,18 +43,15 @@ func (a *App) OpsHandler() http.Handler {
 	return mux
 }
 
-// readyz answers whether PostgreSQL, Redis and S3 all answer, checked
-// together, each within readyTimeout. Failures are logged, not shown: the
-// endpoint needs no key, so it says nothing of the network behind it.
-func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+// checkDependencies checks PostgreSQL, Redis and S3 together, within ctx:
+// what /readyz and kycbatch_dependency_up report.
+func (a *App) checkDependencies(ctx context.Context) map[string]error {
 	checks := map[string]func(context.Context) error{
 		"postgres": a.Pool.Ping,
 		"redis":    func(ctx context.Context) error { return a.Redis.Ping(ctx).Err() },
 		"s3":       a.Files.Ping,
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-	defer cancel()
-	body := readiness{Status: "ok", Checks: make(map[string]string, len(checks))}
+	errs := make(map[string]error, len(checks))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for name, check := range checks {
@@ -62,14 +59,28 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 			err := check(ctx)
 			mu.Lock()
 			defer mu.Unlock()
-			body.Checks[name] = "ok"
-			if err != nil {
-				body.Checks[name], body.Status = "unavailable", "unavailable"
-				a.Logger.WarnContext(ctx, "readiness check failed", slog.String("dependency", name), slog.Any("error", err))
-			}
+			errs[name] = err
 		})
 	}
 	wg.Wait()
+	return errs
+}
+
+// readyz answers whether PostgreSQL, Redis and S3 all answer, checked
+// together, each within readyTimeout. Failures are logged, not shown: the
+// endpoint needs no key, so it says nothing of the network behind it.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	checks := a.checkDependencies(ctx)
+	body := readiness{Status: "ok", Checks: make(map[string]string, len(checks))}
+	for name, err := range checks {
+		body.Checks[name] = "ok"
+		if err != nil {
+			body.Checks[name], body.Status = "unavailable", "unavailable"
+			a.Logger.WarnContext(ctx, "readiness check failed", slog.String("dependency", name), slog.Any("error", err))
+		}
+	}
 	if st, err := a.Circuit.Status(ctx); err == nil {
 		body.Sumsub = &sumsubCircuit{Circuit: "closed"}
 		if st.Open {

@@ -331,6 +331,7 @@ func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 	applicant, err := p.sumsub.ReuseApplicant(ctx, c.ShareToken, level)
 	label := callOutcome(err)
 	p.metrics.SumsubCalls.WithLabelValues(label).Inc()
+	p.metrics.BusinessCalls.WithLabelValues(c.BusinessID.String()).Inc()
 	p.metrics.SumsubDuration.WithLabelValues(label).Observe(time.Since(callStart).Seconds())
 	// A condition of Sumsub as a whole opens the circuit; while it is open,
 	// no record is charged for it.

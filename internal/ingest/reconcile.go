@@ -139,6 +139,7 @@ func (p *Pipeline) Sync(ctx context.Context) error {
 	if err := p.sched.Sync(ctx, list); err != nil {
 		return err
 	}
+	p.metrics.Repairs.WithLabelValues("schedule_rebuilt").Inc()
 	p.logger.WarnContext(ctx, "schedule rebuilt from PostgreSQL", "batches", len(list), "records_waiting", len(waiting))
 	return nil
 }
@@ -220,6 +221,7 @@ func (p *Pipeline) putBack(ctx context.Context, batches []activeBatch) error {
 		n, err := p.records.eligible(ctx, batch, p.cfg.lease())
 		if err == nil && n > 0 {
 			err = p.sched.Add(ctx, business, 0, batch, n)
+			p.metrics.Repairs.WithLabelValues("batch_put_back").Inc()
 		}
 		errs = append(errs, err)
 	}
@@ -240,6 +242,7 @@ func (p *Pipeline) relaunch(ctx context.Context) error {
 			errs = append(errs, p.finish(ctx, r.Batch, r.Row, nil, outcome{Status: "cancelled", ErrorCode: CodeOutcomeUnknown, ErrorMessage: msgOutcomeUnknown}))
 			continue
 		}
+		p.metrics.Repairs.WithLabelValues("call_relaunched").Inc()
 		errs = append(errs, p.sched.Later(ctx, r.Business, r.Batch, r.Row, time.Now()))
 	}
 	return errors.Join(errs...)

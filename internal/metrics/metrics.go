@@ -5,8 +5,10 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -19,6 +21,8 @@ import (
 // Metrics are the instruments of one process.
 type Metrics struct {
 	registry *prometheus.Registry
+	// collectors are what registry holds, for Names.
+	collectors []prometheus.Collector
 
 	// HTTPRequests counts answered requests by route pattern, method and status.
 	HTTPRequests *prometheus.CounterVec
@@ -38,6 +42,18 @@ type Metrics struct {
 	// SumsubCircuitTransitions counts the transitions this process made, by
 	// the state entered (open, closed).
 	SumsubCircuitTransitions *prometheus.CounterVec
+	// SumsubRateLimit is the requests per second all workers may send
+	// (SUMSUB_RATE_LIMIT), for dashboards and alerts to compare with.
+	SumsubRateLimit prometheus.Gauge
+	// BusinessCalls counts Sumsub calls by business (its id): one series
+	// per business that sent records; dashboards show the top few.
+	BusinessCalls *prometheus.CounterVec
+	// WebhookAttempts counts webhook delivery attempts by result:
+	// delivered, failed (retried later) or given_up.
+	WebhookAttempts *prometheus.CounterVec
+	// Repairs counts what the reconciler mended that Redis had lost, by
+	// kind: schedule_rebuilt, batch_put_back, call_relaunched.
+	Repairs *prometheus.CounterVec
 }
 
 // New returns the metrics of a process, with Go's runtime and process metrics.
@@ -72,23 +88,98 @@ func New() *Metrics {
 			Name: "kycbatch_sumsub_circuit_transitions_total", Help: "Transitions of the Sumsub circuit breaker made by this process, by the state entered (open, closed).",
 		}, []string{"to"}),
 	}
-	m.registry.MustRegister(
+	m.SumsubRateLimit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kycbatch_sumsub_rate_limit", Help: "Sumsub requests per second allowed to all workers together (SUMSUB_RATE_LIMIT).",
+	})
+	m.BusinessCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kycbatch_sumsub_calls_by_business_total", Help: "Sumsub calls, by business id: each business's share of the rate.",
+	}, []string{"business"})
+	m.WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kycbatch_webhook_delivery_attempts_total", Help: "Webhook delivery attempts, by result (delivered, failed: retried later, given_up).",
+	}, []string{"result"})
+	m.Repairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kycbatch_reconciler_repairs_total", Help: "Work Redis had lost that the reconciler put back, by kind (schedule_rebuilt, batch_put_back, call_relaunched).",
+	}, []string{"kind"})
+	m.register(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.SumsubCalls, m.SumsubDuration, m.LimiterWait, m.Records,
-		m.SumsubCircuitState, m.SumsubCircuitTransitions,
+		m.SumsubCircuitState, m.SumsubCircuitTransitions, m.SumsubRateLimit, m.BusinessCalls, m.WebhookAttempts, m.Repairs,
 	)
 	return m
 }
 
 // WatchQueues adds the sizes and task outcomes of the Asynq queues (asynq's collector).
 func (m *Metrics) WatchQueues(inspector *asynq.Inspector) {
-	m.registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+	m.register(asynqmetrics.NewQueueMetricsCollector(inspector))
 }
 
 // WatchBatches adds the number of batches by status, counted at each scrape
 // (ingest.CountByStatus: the batches are ingest's).
 func (m *Metrics) WatchBatches(count func(context.Context) (map[string]int, error), logger *slog.Logger) {
-	m.registry.MustRegister(&batchCollector{count: count, logger: logger})
+	m.register(&batchCollector{count: count, logger: logger})
+}
+
+var dependencyDesc = prometheus.NewDesc("kycbatch_dependency_up",
+	"Whether a dependency (postgres, redis, s3) answered this process's check at the scrape: 1 yes, 0 no; /readyz fails on any 0.",
+	[]string{"dependency"}, nil)
+
+// WatchDependencies adds kycbatch_dependency_up, from check at each scrape
+// (the checks of /readyz: an error is a dependency down). Processes that
+// share one Metrics (the dev server) register it once: the first check is kept.
+func (m *Metrics) WatchDependencies(check func(context.Context) map[string]error) {
+	err := m.registry.Register(dependencyCollector(check))
+	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+		return
+	}
+	if err != nil {
+		panic(err)
+	}
+	m.collectors = append(m.collectors, dependencyCollector(check))
+}
+
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.registry.MustRegister(cs...)
+	m.collectors = append(m.collectors, cs...)
+}
+
+// fqName is a Desc's metric name in its String form.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the name of every metric these collectors export (a
+// histogram's base name: its series add _bucket, _sum and _count), for
+// checks of the dashboards and alert rules that query them.
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range m.collectors {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if match := fqName.FindStringSubmatch(d.String()); match != nil {
+			names = append(names, match[1])
+		}
+	}
+	return names
+}
+
+// dependencyCollector reports each dependency's check at the scrape.
+type dependencyCollector func(context.Context) map[string]error
+
+func (c dependencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- dependencyDesc }
+
+func (c dependencyCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for dep, err := range c(ctx) {
+		up := 1.0
+		if err != nil {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(dependencyDesc, prometheus.GaugeValue, up, dep)
+	}
 }
 
 // Handler serves the metrics in Prometheus's text format.

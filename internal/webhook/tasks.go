@@ -21,6 +21,7 @@ import (
 	"github.com/kycbatch/kycbatch/client"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
 )
 
@@ -83,16 +84,17 @@ type Deliverer struct {
 	inspector taskqueue.Inspector
 	retryBase time.Duration
 	logger    *slog.Logger
+	metrics   *metrics.Metrics
 }
 
 // NewDeliverer returns a Deliverer. retryBase is the first retry's wait
 // (DefaultRetryBase in production); allowPrivate lets it connect to
 // loopback and private addresses (development and tests only).
-func NewDeliverer(pool *pgxpool.Pool, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger) *Deliverer {
+func NewDeliverer(pool *pgxpool.Pool, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger, m *metrics.Metrics) *Deliverer {
 	if retryBase <= 0 {
 		retryBase = DefaultRetryBase
 	}
-	return &Deliverer{pool: pool, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger}
+	return &Deliverer{pool: pool, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger, metrics: m}
 }
 
 // maxErrorLength bounds the error kept with an attempt.
@@ -136,6 +138,7 @@ func (d *Deliverer) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	if err != nil || !stored {
 		return err
 	}
+	d.metrics.WebhookAttempts.WithLabelValues(res.Status).Inc()
 	attrs := []any{"endpoint_id", dl.EndpointID, "event_id", dl.EventID, "event_type", dl.EventType, "attempt", attempt, "response_code", res.ResponseCode}
 	switch res.Status {
 	case "delivered":

@@ -264,6 +264,15 @@ func TestRetriesKeepTheEventID(t *testing.T) {
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("deliveries, newest first (-want +got):\n%s", diff)
 	}
+	// Each attempt is counted once stored (a moment after the API shows it).
+	failed, delivered := `kycbatch_webhook_delivery_attempts_total{result="failed"}`, `kycbatch_webhook_delivery_attempts_total{result="delivered"}`
+	m := e.Scrape(t)
+	for deadline := time.Now().Add(5 * time.Second); m[delivered] != 1 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		m = e.Scrape(t)
+	}
+	if m[failed] != 2 || m[delivered] != 1 {
+		t.Errorf("/metrics: %s %v, %s %v; want 2 and 1", failed, m[failed], delivered, m[delivered])
+	}
 	checkQuietAndSecretUnlogged(t, e, rcv, secret)
 }
 

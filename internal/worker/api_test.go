@@ -16,7 +16,7 @@ import (
 func TestBatchResultsThroughTheAPI(t *testing.T) {
 	t.Parallel()
 	e := apitest.New(t, apitest.Options{SumsubRate: 20})
-	key, _ := e.Business(t)
+	key, business := e.Business(t)
 	ids := e.Entities(t, key, 7)
 	var csv strings.Builder
 	csv.WriteString("externalId,shareToken\n")
@@ -110,6 +110,11 @@ func TestBatchResultsThroughTheAPI(t *testing.T) {
 		`kycbatch_batches{status="completed"}`:                                                         1,
 		`kycbatch_http_requests_total{method="POST",route="/entity/kyc/import/batch",status="201"}`:    1,
 		`kycbatch_http_request_duration_seconds_count{method="POST",route="/entity/kyc/import/batch"}`: 1,
+		`kycbatch_sumsub_calls_by_business_total{business="` + business.String() + `"}`:                7,
+		`kycbatch_sumsub_rate_limit`:                                                                   20,
+		`kycbatch_dependency_up{dependency="postgres"}`:                                                1,
+		`kycbatch_dependency_up{dependency="redis"}`:                                                   1,
+		`kycbatch_dependency_up{dependency="s3"}`:                                                      1,
 	}, map[string]float64{
 		`kycbatch_rate_limiter_wait_seconds_count`:         7,
 		`asynq_tasks_processed_total{queue="maintenance"}`: 1,

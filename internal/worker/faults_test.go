@@ -87,6 +87,8 @@ func TestRedisFlushedMidBatch(t *testing.T) {
 	}
 	checkNoTokenLostOrDoubled(t, e, batchID, "flush")
 	checkCounters(t, e, batchID)
+	// The worker found the schedule gone and rebuilt it: ops see it.
+	checkMetrics(t, e, nil, map[string]float64{`kycbatch_reconciler_repairs_total{kind="schedule_rebuilt"}`: 1})
 }
 
 // TestUploadWhileRedisLost: a batch stored while its task never reached

@@ -62,7 +62,8 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)
 	// Events carry the same bodies as the API's answers.
 	dispatcher := webhook.NewDispatcher(a.Pool, contract.Events{Batches: a.Batches, Reports: a.Reports}, a.Queue, a.Inspector, a.Logger)
-	deliverer := webhook.NewDeliverer(a.Pool, a.Queue, a.Inspector, cfg.Webhooks.RetryBase, cfg.Webhooks.AllowPrivateURLs, a.Logger)
+	deliverer := webhook.NewDeliverer(a.Pool, a.Queue, a.Inspector, cfg.Webhooks.RetryBase, cfg.Webhooks.AllowPrivateURLs, a.Logger, a.Metrics)
+	a.Metrics.SumsubRateLimit.Set(float64(cfg.Sumsub.RateLimit))
 
 	mux := asynq.NewServeMux()
 	mux.Use(taskContext)
