@@ -67,6 +67,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // serve runs the HTTP API until ctx ends.
 func serve(ctx context.Context, cfg config.API, stderr io.Writer) error {
 	logger := logging.New(stderr, cfg.LogLevel)
+	stopTracing, err := app.StartTracing(ctx, cfg.Tracing, "kycbatch-api", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	a, err := app.Open(ctx, cfg.Common, app.Options{
 		PoolSize: database.APIPoolSize, SumsubRateLimit: cfg.SumsubRateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
 		ReportMaxPending: cfg.ReportMaxPending,

@@ -126,6 +126,11 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := logging.New(stderr, cfg.API.LogLevel)
+	stopTracing, err := app.StartTracing(ctx, cfg.API.Tracing, "kycbatch-devserver", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	// The embedded S3 endpoint comes first: the service's storage points at it.
 	s3Handler, err := s3local.OnDisk(filepath.Join(cfg.DataDir, "s3"))

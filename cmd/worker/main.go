@@ -38,6 +38,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := logging.New(stderr, cfg.LogLevel)
+	stopTracing, err := app.StartTracing(ctx, cfg.Tracing, "kycbatch-worker", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	a, err := app.Open(ctx, cfg.Common, app.Options{
 		PoolSize: database.WorkerPoolSize(cfg.Concurrency), SumsubRateLimit: cfg.Sumsub.RateLimit, ReportLinkTTL: cfg.ReportLinkTTL,
 		SumsubProbeInterval: cfg.Sumsub.ProbeInterval,

@@ -29,6 +29,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // RedisStartHint tells a developer how to start the Redis of this machine.
@@ -171,4 +172,23 @@ func HTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// StartTracing starts exporting traces when cfg has an endpoint, as service
+// (OTEL_SERVICE_NAME wins); tracing stays off otherwise. It must run before
+// Open, whose pool traces its statements only if tracing is on. stop
+// flushes the spans not yet sent, within a few seconds, as the process
+// stops.
+func StartTracing(ctx context.Context, cfg tracing.Config, service string, logger *slog.Logger) (stop func(), err error) {
+	shutdown, err := tracing.Start(ctx, cfg, service, logger)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			logger.Warn("stop tracing", "error", err)
+		}
+	}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/redisconn"
 	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // Common is what every process reads: where PostgreSQL, Redis and S3 are,
@@ -41,6 +42,12 @@ type Common struct {
 	// UploadRetention is how long a batch's raw upload is kept in S3 once
 	// the batch is final (UPLOAD_RETENTION; 0: deleted at once).
 	UploadRetention time.Duration
+	// Tracing says where OpenTelemetry traces go, if anywhere: the OTLP
+	// endpoint of OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or of
+	// OTEL_EXPORTER_OTLP_ENDPOINT; none (off) when neither is set, or
+	// OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none. May hold
+	// credentials: logged redacted.
+	Tracing tracing.Config
 }
 
 // API is the configuration of the API server.
@@ -292,6 +299,7 @@ func (c Common) attrs() []slog.Attr {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("upload_retention", c.UploadRetention.String()),
+		slog.String("otel_traces_endpoint", database.Redact(c.Tracing.Endpoint)),
 	}
 }
 
@@ -408,8 +416,46 @@ func (r *reader) common() Common {
 			r.bad("S3_ENDPOINT", "want an http(s) URL, got %q", c.S3.Endpoint)
 		}
 	}
+	c.Tracing = r.tracing()
 	if err := c.LogLevel.UnmarshalText([]byte(r.get("LOG_LEVEL"))); err != nil {
 		r.bad("LOG_LEVEL", "want debug, info, warn or error, got %q", r.get("LOG_LEVEL"))
 	}
 	return c
+}
+
+// tracing reads the OpenTelemetry variables that decide whether and where
+// traces go. Only OTLP over HTTP is built in (the default protocol of the
+// specification): another protocol or exporter is a clear error rather
+// than traces that silently go nowhere.
+func (r *reader) tracing() tracing.Config {
+	if b, err := strconv.ParseBool(cmp.Or(r.get("OTEL_SDK_DISABLED"), "false")); err != nil {
+		r.bad("OTEL_SDK_DISABLED", "want true or false, got %q", r.get("OTEL_SDK_DISABLED"))
+	} else if b {
+		return tracing.Config{}
+	}
+	switch e := r.get("OTEL_TRACES_EXPORTER"); e {
+	case "", "otlp":
+	case "none":
+		return tracing.Config{}
+	default:
+		r.bad("OTEL_TRACES_EXPORTER", "want otlp or none, got %q", e)
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if p := r.get(name); p != "" && p != "http/protobuf" {
+			r.bad(name, "only http/protobuf is built in, got %q", p)
+		}
+	}
+	name, endpoint := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", r.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	if endpoint == "" {
+		name, endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT", r.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+		if endpoint == "" {
+			return tracing.Config{}
+		}
+		endpoint = strings.TrimSuffix(endpoint, "/") + "/v1/traces"
+	}
+	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.bad(name, "want an http(s) URL such as http://127.0.0.1:4318, got %q", database.Redact(r.get(name)))
+		return tracing.Config{}
+	}
+	return tracing.Config{Endpoint: endpoint}
 }

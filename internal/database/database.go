@@ -11,13 +11,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/kycbatch/kycbatch/internal/tracing"
 	"github.com/kycbatch/kycbatch/migrations"
 )
 
@@ -49,6 +52,15 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	// want are the database's setting (migration 00013).
 	if maxConns > 0 && !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = maxConns
+	}
+	if tracing.Enabled() {
+		// A span per statement inside a traced request or task: its text,
+		// never its arguments (otelpgx's default; share tokens are arguments).
+		var tracer pgx.QueryTracer = otelpgx.NewTracer()
+		if cfg.ConnConfig.Tracer != nil {
+			tracer = multitracer.New(cfg.ConnConfig.Tracer, tracer)
+		}
+		cfg.ConnConfig.Tracer = tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

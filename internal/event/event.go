@@ -20,6 +20,7 @@ import (
 
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // Type names an event, as webhook endpoints subscribe to it.
@@ -154,13 +155,14 @@ const TypeDispatch = "event:dispatch"
 const Queue = "events"
 
 // NewDispatchTask returns the task that dispatches event k; its task ID is
-// derived from k, so announcing an event twice enqueues it once.
-func NewDispatchTask(k Key) *asynq.Task {
+// derived from k, so announcing an event twice enqueues it once. Its
+// headers carry the trace of ctx.
+func NewDispatchTask(ctx context.Context, k Key) *asynq.Task {
 	payload, err := json.Marshal(k)
 	if err != nil {
 		panic(err) // a struct of two strings always marshals
 	}
-	return asynq.NewTask(TypeDispatch, payload,
+	return tracing.NewTask(ctx, TypeDispatch, payload,
 		asynq.TaskID("event:"+string(k.Type)+":"+k.Subject),
 		asynq.Queue(Queue), asynq.MaxRetry(10), asynq.Timeout(time.Minute), asynq.Retention(time.Hour))
 }
@@ -181,7 +183,7 @@ func NewOutbox(queue taskqueue.Enqueuer, logger *slog.Logger) *Outbox {
 // Announce enqueues the dispatch of event k: call it after the transaction
 // that recorded it commits.
 func (o *Outbox) Announce(ctx context.Context, k Key) {
-	_, err := o.queue.EnqueueContext(context.WithoutCancel(ctx), NewDispatchTask(k))
+	_, err := o.queue.EnqueueContext(context.WithoutCancel(ctx), NewDispatchTask(ctx, k))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		o.logger.WarnContext(ctx, "announce event; the reconciler will dispatch it", "event_type", k.Type, "subject", k.Subject, "error", err)
 	}

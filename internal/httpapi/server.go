@@ -17,6 +17,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // New returns the HTTP handler of the whole API, on the App's connections
@@ -37,6 +38,11 @@ func New(a *app.App, cfg config.API) http.Handler {
 			c.SetRequest(req.WithContext(logging.With(req.Context(), slog.String("request_id", id))))
 		},
 	}))
+	// A server span per request while tracing is on (after the request id,
+	// before Recover: a panic still ends the span with its 500).
+	if mw := tracing.Echo(); mw != nil {
+		e.Use(mw)
+	}
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true, LogRoutePath: true,

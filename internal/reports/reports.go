@@ -149,7 +149,7 @@ func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, erro
 		return r, nil // the batch's report in progress
 	}
 	// The report is stored: if Redis is unavailable, the reconciler enqueues it later.
-	if _, err := s.queue.EnqueueContext(ctx, NewBuildReportTask(r.ID)); err != nil {
+	if _, err := s.queue.EnqueueContext(ctx, NewBuildReportTask(ctx, r.ID)); err != nil {
 		s.logger.WarnContext(ctx, "enqueue report; the reconciler will retry", "report_id", r.ID, "error", err)
 	}
 	return r, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // TypeBuildReport builds one report; QueueReports is its queue.
@@ -33,13 +34,14 @@ type BuildReportPayload struct {
 	ReportID string `json:"reportId"`
 }
 
-// NewBuildReportTask returns the task that builds report id; its task ID is "report:<id>".
-func NewBuildReportTask(id string) *asynq.Task {
+// NewBuildReportTask returns the task that builds report id; its task ID is
+// "report:<id>". Its headers carry the trace of ctx.
+func NewBuildReportTask(ctx context.Context, id string) *asynq.Task {
 	payload, err := json.Marshal(BuildReportPayload{ReportID: id})
 	if err != nil {
 		panic(err) // a struct of a string always marshals
 	}
-	return asynq.NewTask(TypeBuildReport, payload,
+	return tracing.NewTask(ctx, TypeBuildReport, payload,
 		asynq.TaskID(taskID(id)),
 		asynq.Queue(QueueReports),
 		asynq.MaxRetry(maxBuildRetries),
@@ -208,7 +210,7 @@ func (b *Builder) Reconcile(ctx context.Context) error {
 		return fmt.Errorf("list unfinished reports: %w", err)
 	}
 	for _, id := range ids {
-		if err := taskqueue.EnqueueOnce(ctx, b.queue, b.inspector, NewBuildReportTask(id), QueueReports, taskID(id)); err != nil {
+		if err := taskqueue.EnqueueOnce(ctx, b.queue, b.inspector, NewBuildReportTask(ctx, id), QueueReports, taskID(id)); err != nil {
 			return fmt.Errorf("re-enqueue report %s: %w", id, err)
 		}
 	}

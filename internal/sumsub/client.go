@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // Defaults of Config.
@@ -92,6 +94,9 @@ func New(cfg Config) *Client {
 		copied := *cfg.HTTPClient
 		hc = &copied
 	}
+	// A client span per request while tracing is on; its URL leaves out the
+	// query, which is the share token.
+	hc.Transport = tracing.Transport(hc.Transport)
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.hc = hc
 	return c

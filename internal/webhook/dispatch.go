@@ -109,7 +109,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, k event.Key) error {
 		return err
 	}
 	for _, id := range ids {
-		if _, err := d.queue.EnqueueContext(ctx, NewDeliverTask(id)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if _, err := d.queue.EnqueueContext(ctx, NewDeliverTask(ctx, id)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			d.logger.WarnContext(ctx, "enqueue webhook delivery; the reconciler will retry", "delivery_id", id, "error", err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/logging"
 	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // TypeDeliver POSTs one event to one endpoint; QueueWebhooks is its queue.
@@ -60,12 +61,13 @@ type DeliverPayload struct {
 // NewDeliverTask returns the task of one delivery (one event, one
 // endpoint); its task ID is webhook:<delivery id>, so it is enqueued once.
 // Attempts are counted in PostgreSQL; Asynq's retry budget is a backstop.
-func NewDeliverTask(id uuid.UUID, opts ...asynq.Option) *asynq.Task {
+// Its headers carry the trace of ctx.
+func NewDeliverTask(ctx context.Context, id uuid.UUID, opts ...asynq.Option) *asynq.Task {
 	payload, err := json.Marshal(DeliverPayload{DeliveryID: id})
 	if err != nil {
 		panic(err) // a struct of a UUID always marshals
 	}
-	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{
+	return tracing.NewTask(ctx, TypeDeliver, payload, append([]asynq.Option{
 		asynq.TaskID(taskID(id)),
 		asynq.Queue(QueueWebhooks),
 		asynq.MaxRetry(MaxAttempts + 2),
@@ -209,7 +211,7 @@ func (d *Deliverer) Reconcile(ctx context.Context) error {
 		return fmt.Errorf("list pending webhook deliveries: %w", err)
 	}
 	for _, p := range list {
-		task := NewDeliverTask(p.ID, asynq.ProcessAt(p.NextAt))
+		task := NewDeliverTask(ctx, p.ID, asynq.ProcessAt(p.NextAt))
 		if err := taskqueue.EnqueueOnce(ctx, d.queue, d.inspector, task, QueueWebhooks, taskID(p.ID)); err != nil {
 			return fmt.Errorf("re-enqueue webhook delivery %s: %w", p.ID, err)
 		}

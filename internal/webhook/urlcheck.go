@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"syscall"
 	"time"
+
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // maxURLLength bounds an endpoint's URL.
@@ -214,13 +216,15 @@ func newHTTPClient(allowPrivate bool) *http.Client {
 	}
 	return &http.Client{
 		Timeout: deliveryTimeout,
-		Transport: &http.Transport{
+		// A client span per delivery while tracing is on (its URL without
+		// the query, which may hold the endpoint owner's secrets).
+		Transport: tracing.Transport(&http.Transport{
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: deliveryTimeout,
 			MaxIdleConnsPerHost:   2,
 			IdleConnTimeout:       90 * time.Second,
-		},
+		}),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

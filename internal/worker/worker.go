@@ -24,6 +24,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
@@ -66,7 +67,7 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	a.Metrics.SumsubRateLimit.Set(float64(cfg.Sumsub.RateLimit))
 
 	mux := asynq.NewServeMux()
-	mux.Use(taskContext)
+	mux.Use(tracing.TaskSpans, taskContext)
 	mux.HandleFunc(reports.TypeBuildReport, builder.HandleBuild)
 	mux.HandleFunc(event.TypeDispatch, dispatcher.HandleDispatch)
 	mux.HandleFunc(webhook.TypeDeliver, deliverer.HandleDeliver)
