@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/kycbatch/kycbatch/internal/circuit"
@@ -22,6 +24,7 @@ import (
 	"github.com/kycbatch/kycbatch/internal/ratelimit"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // Importer imports an applicant from a share token, and probes Sumsub
@@ -323,6 +326,15 @@ func (p *Pipeline) mend(ctx context.Context, pick schedule.Pick) {
 // puts the record back to wait out a retry.
 func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 	ctx = logging.With(ctx, slog.String("batch_id", c.BatchID.String()), slog.Int("row", c.Row))
+	// The record's span is a child of its batch's dispatch, in the upload's
+	// trace; the Sumsub request's and the statements' spans are its own.
+	span := trace.SpanFromContext(ctx)
+	if tracing.Enabled() {
+		ctx, span = tracing.StartFrom(ctx, c.Traceparent, "ingest.import_record", trace.WithAttributes(
+			attribute.String("kycbatch.batch_id", c.BatchID.String()), attribute.Int("kycbatch.row", c.Row),
+			attribute.Int("kycbatch.attempt", c.Attempt)))
+		defer span.End()
+	}
 	level := c.ApplicantLevel
 	if level == "" {
 		level = p.cfg.DefaultLevel
@@ -330,6 +342,7 @@ func (p *Pipeline) call(ctx context.Context, c *claimed) error {
 	callStart := time.Now()
 	applicant, err := p.sumsub.ReuseApplicant(ctx, c.ShareToken, level)
 	label := callOutcome(err)
+	span.SetAttributes(attribute.String("kycbatch.sumsub_outcome", label))
 	p.metrics.SumsubCalls.WithLabelValues(label).Inc()
 	p.metrics.BusinessCalls.WithLabelValues(c.BusinessID.String()).Inc()
 	p.metrics.SumsubDuration.WithLabelValues(label).Observe(time.Since(callStart).Seconds())

@@ -43,6 +43,9 @@ type claimed struct {
 	BusinessID     uuid.UUID
 	ExternalID     uuid.UUID
 	CardToken      string
+	// Traceparent is the batch's dispatch span, the parent of the record's
+	// span; "" when the upload was not traced.
+	Traceparent string
 }
 
 // eligibleSQL is the condition on a pending record r that may be sent now:
@@ -76,15 +79,15 @@ func (s records) claim(ctx context.Context, batchID uuid.UUID, after int, lease 
 		WHERE r.batch_id = $1 AND r.row_number = next.row_number
 		  AND b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
 		RETURNING r.row_number, r.attempts, r.answered_attempts, r.refusals, r.share_token, r.applicant_level,
-			b.business_id, r.external_id, r.card_processor_public_token`, batchID, lease, after, n)
+			b.business_id, r.external_id, r.card_processor_public_token, b.traceparent`, batchID, lease, after, n)
 	if err != nil {
 		return nil, fmt.Errorf("claim records of %s: %w", batchID, err)
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 		c := claimed{BatchID: batchID}
-		var token, level, card *string
-		err := row.Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
-		c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
+		var token, level, card, traceparent *string
+		err := row.Scan(&c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card, &traceparent)
+		c.ShareToken, c.ApplicantLevel, c.CardToken, c.Traceparent = deref(token), deref(level), deref(card), deref(traceparent)
 		return c, err
 	})
 	if err != nil {

@@ -14,12 +14,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/entity"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/schedule"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // Errors of an upload, besides the file's own problems (*FileError).
@@ -145,14 +148,22 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 	err = s.files.Put(ctx, fileKey, spool.file, "text/csv", map[string]string{
 		"business-id": business.String(), "batch-id": id.String(), "sha256": fmt.Sprintf("%x", spool.sha256),
 	})
+	// The dispatch: the batch stored and its records scheduled. The batch
+	// keeps this span's traceparent: each record's span, which a worker
+	// starts later, is its child (no task header carries it there).
+	ctx, span := tracing.Tracer().Start(ctx, "ingest.dispatch_batch", trace.WithAttributes(
+		attribute.String("kycbatch.batch_id", id.String()), attribute.String("kycbatch.business_id", business.String())))
+	defer span.End()
 	var batch Batch
 	if err == nil {
 		batch, err = s.create(ctx, newBatch{
 			ID: id, BusinessID: business, IdempotencyKey: key,
 			FileKey: fileKey, FileSize: spool.size, FileSHA256: spool.sha256,
+			Traceparent: tracing.Traceparent(ctx),
 		}, spool, missing)
 	}
 	if err != nil {
+		span.RecordError(err)
 		// The file may be in S3 (a PUT can fail after storing it): delete
 		// it, and its note once it is gone.
 		s.discardUpload(context.WithoutCancel(ctx), fileKey)
@@ -185,6 +196,8 @@ type newBatch struct {
 	FileKey        string
 	FileSize       int64
 	FileSHA256     []byte
+	// Traceparent is the dispatch span's, kept for the records' spans; "" when not traced.
+	Traceparent string
 }
 
 // create stores the batch and all its records, and clears its file's note,
@@ -206,10 +219,10 @@ func (s *Service) create(ctx context.Context, b newBatch, spool *spooled, missin
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		batch, err = scanBatch(tx.QueryRow(ctx, `
-			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256)
-			VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7)
+			INSERT INTO batches (id, business_id, idempotency_key, provider, total_records, file_key, file_size, file_sha256, traceparent)
+			VALUES ($1, $2, $3, 'sumsub', $4, $5, $6, $7, NULLIF($9, ''))
 			RETURNING id, business_id, provider, status, total_records, 0, $8::int, 0, created_at, updated_at, started_at, completed_at, file_deleted_at`,
-			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256, failed))
+			b.ID, b.BusinessID, b.IdempotencyKey, len(records), b.FileKey, b.FileSize, b.FileSHA256, failed, b.Traceparent))
 		if database.IsUniqueViolation(err, "batches_business_id_idempotency_key_key") {
 			return ErrKeyUsed
 		}

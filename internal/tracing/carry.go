@@ -49,6 +49,30 @@ func Transport(base http.RoundTripper) http.RoundTripper {
 	return otelhttp.NewTransport(base)
 }
 
+// HostOnlyTransport is Transport for URLs whose path may itself be a
+// secret (a business's webhook endpoint, such as a chat service's incoming
+// hook): the span's url.full keeps only the scheme and the host.
+func HostOnlyTransport(base http.RoundTripper) http.RoundTripper {
+	if !Enabled() {
+		return base
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return otelhttp.NewTransport(hostOnly{base})
+}
+
+// hostOnly runs inside otelhttp's client span, which recorded the full URL
+// as it started, and writes it again with the scheme and host alone.
+type hostOnly struct{ next http.RoundTripper }
+
+func (t hostOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("url.full", r.URL.Scheme+"://"+r.URL.Host+"/"))
+	}
+	return t.next.RoundTrip(r)
+}
+
 // NewTask is asynq.NewTask with the trace context of ctx in the task's
 // headers, so that the handler's span joins the trace that enqueued it.
 func NewTask(ctx context.Context, typename string, payload []byte, opts ...asynq.Option) *asynq.Task {

@@ -53,9 +53,17 @@ func (s redactedSpan) Name() string { return redactText(s.ReadOnlySpan.Name()) }
 // urlKeys are the attributes that hold a whole URL (old and new semantic conventions).
 var urlKeys = map[attribute.Key]bool{"url.full": true, "http.url": true}
 
+// dropped are attributes left out altogether: otelecho's echo.error is a
+// handler's error text, which may quote a value of the request (a CSV
+// field); the status code and the logs say what went wrong.
+var dropped = map[attribute.Key]bool{"echo.error": true}
+
 func redactAttrs(attrs []attribute.KeyValue) []attribute.KeyValue {
-	out := make([]attribute.KeyValue, len(attrs))
-	for i, kv := range attrs {
+	out := make([]attribute.KeyValue, 0, len(attrs))
+	for _, kv := range attrs {
+		if dropped[kv.Key] {
+			continue
+		}
 		if kv.Value.Type() == attribute.STRING {
 			v := kv.Value.AsString()
 			if urlKeys[kv.Key] {
@@ -63,7 +71,7 @@ func redactAttrs(attrs []attribute.KeyValue) []attribute.KeyValue {
 			}
 			kv = kv.Key.String(redactText(v))
 		}
-		out[i] = kv
+		out = append(out, kv)
 	}
 	return out
 }

@@ -216,9 +216,9 @@ func newHTTPClient(allowPrivate bool) *http.Client {
 	}
 	return &http.Client{
 		Timeout: deliveryTimeout,
-		// A client span per delivery while tracing is on (its URL without
-		// the query, which may hold the endpoint owner's secrets).
-		Transport: tracing.Transport(&http.Transport{
+		// A client span per delivery while tracing is on, its URL only the
+		// scheme and host: an endpoint's path and query may be its secret.
+		Transport: tracing.HostOnlyTransport(&http.Transport{
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: deliveryTimeout,
