@@ -329,3 +329,42 @@ func attr(attrs []attribute.KeyValue, key string) string {
 	}
 	return ""
 }
+
+// TestOTLPExport starts tracing as the binaries do, on an endpoint that
+// records what it is sent: the spans arrive over OTLP/HTTP at /v1/traces
+// by the time stop returns.
+func TestOTLPExport(t *testing.T) {
+	got := make(chan string, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type")
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	cfg, err := config.LoadWorker(func(k string) string {
+		return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "SUMSUB_APP_TOKEN": "t", "SUMSUB_SECRET_KEY": "s"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := app.StartTracing(context.Background(), cfg.Tracing, "kycbatch-worker", logging.New(&strings.Builder{}, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tracing.Enabled() {
+		t.Fatal("tracing off with an endpoint")
+	}
+	_, span := tracing.Tracer().Start(context.Background(), "exported")
+	span.End()
+	stop()
+	if tracing.Enabled() {
+		t.Error("tracing still on after stop")
+	}
+	select {
+	case req := <-got:
+		if want := "POST /v1/traces application/x-protobuf"; req != want {
+			t.Errorf("collector got %q, want %q", req, want)
+		}
+	default:
+		t.Error("stop returned before the span was exported")
+	}
+}
