@@ -25,12 +25,16 @@ func Tracer() trace.Tracer { return otel.Tracer(Scope) }
 // (otelecho), except on the operations routes, which a scraper or a probe
 // calls every few seconds; nil while tracing is off. It records the
 // method, route, path, status, client address and user agent: no header
-// (no X-API-Key, no Authorization) and no body.
+// (no X-API-Key, no Authorization) and no body. A client's traceparent and
+// baggage are ignored: the API is public, so a client neither picks our
+// trace or sampling nor has its baggage passed on to Sumsub and webhook
+// endpoints; each request is a trace's root.
 func Echo() echo.MiddlewareFunc {
 	if !Enabled() {
 		return nil
 	}
-	return otelecho.Middleware("", otelecho.WithSkipper(func(c echo.Context) bool {
+	ignore := propagation.NewCompositeTextMapPropagator()
+	return otelecho.Middleware("", otelecho.WithPropagators(ignore), otelecho.WithSkipper(func(c echo.Context) bool {
 		p := c.Request().URL.Path
 		return p == "/metrics" || p == "/healthz" || p == "/readyz" || p == "/monitoring" || strings.HasPrefix(p, "/monitoring/")
 	}))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -138,7 +139,16 @@ func TestOneTracePerUpload(t *testing.T) {
 	hookSecret, _ := reg.JSON(t)["secret"].(string)
 	const n = 4
 	csv := apitest.CSVFile("trace", e.Entities(t, key, n))
-	batchID := e.UploadBatch(t, key, csv)
+	// A client's own trace context is not ours to continue: the upload
+	// stays the root, in a trace of its own, and its baggage goes nowhere.
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	up := e.Do(t, e.UploadRequest(t, key, uuid.NewString(), csv, map[string]string{
+		"traceparent": "00-" + clientTrace + "-00f067aa0ba902b7-01", "baggage": "client-secret=sent-on",
+	}))
+	if up.Status != http.StatusCreated {
+		t.Fatalf("upload: %d %s", up.Status, up.Body)
+	}
+	batchID := up.JSON(t)["batchId"].(string)
 	e.WaitBatch(t, key, batchID, 20*time.Second)
 	select {
 	case <-delivered:
@@ -196,8 +206,8 @@ func TestOneTracePerUpload(t *testing.T) {
 
 	// The upload: its server span is the root of the batch's trace.
 	upload := server(http.MethodPost, "/entity/kyc/import/batch")
-	if upload.Parent.IsValid() {
-		t.Errorf("the upload's span has a parent: %v", upload.Parent)
+	if upload.Parent.IsValid() || upload.SpanContext.TraceID().String() == clientTrace {
+		t.Errorf("the upload's span continues the client's trace: parent %v, trace %s", upload.Parent, upload.SpanContext.TraceID())
 	}
 	var dispatch, records, calls []tracetest.SpanStub
 	for _, s := range spans {
