@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -174,6 +175,12 @@ func (d *Deliverer) post(ctx context.Context, dl delivery) attemptResult {
 	res, err := d.client.Do(req)
 	latency := time.Since(now)
 	if err != nil {
+		// Without the URL, which http.Client's *url.Error quotes whole: the
+		// business knows its endpoint, and the logs and traces that show
+		// the error must not hold a secret its path or query may carry.
+		if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return attemptResult{Status: "failed", Latency: latency, Error: truncate(err.Error(), maxErrorLength)}
 	}
 	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10)) //nolint:errcheck // only to reuse the connection

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -274,6 +275,34 @@ func TestRetriesKeepTheEventID(t *testing.T) {
 		t.Errorf("/metrics: %s %v, %s %v; want 2 and 1", failed, m[failed], delivered, m[delivered])
 	}
 	checkQuietAndSecretUnlogged(t, e, rcv, secret)
+}
+
+// An endpoint that cannot be reached: the attempt's error says why, without
+// the endpoint's URL (its path and query may be secrets), in the deliveries,
+// the logs and the task's error.
+func TestUnreachableEndpointErrorHoldsNoURL(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{})
+	key, _ := e.Business(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	id, _ := register(t, e, key, "http://"+addr+"/hooks/T0SECRETPATH?token=s3cret-query", "batch.cancelled")
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("unreachable", e.Entities(t, key, 1)))
+	e.Call(t, http.MethodPost, "/entity/kyc/import/batch/"+batchID+"/cancel", key, nil)
+	e.StartWorker(t, 5*time.Second)
+	body := string(waitDeliveries(t, e, key, id, 1))
+	if !strings.Contains(body, "connection refused") {
+		t.Errorf("deliveries: want the attempt's error (connection refused): %s", body)
+	}
+	for _, secret := range []string{"T0SECRETPATH", "s3cret-query"} {
+		if strings.Contains(body, secret) || strings.Contains(e.Logs.String(), secret) {
+			t.Errorf("the endpoint's URL (%s) is in the deliveries or the logs:\n%s", secret, body)
+		}
+	}
 }
 
 func TestPrivateURLsRefused(t *testing.T) {
