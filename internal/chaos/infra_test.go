@@ -120,26 +120,22 @@ func (p *postgres) createDatabase(t *testing.T, name string) {
 // disturbs no other test, and returns its URL and a client.
 func startRedis(t *testing.T) (string, *redis.Client) {
 	t.Helper()
-	bin := redisServer(t)
 	port := freePort(t)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	redisProc(t, "redis", port).start(t)
 	url := "redis://127.0.0.1:" + port + "/0"
 	opts, _ := redis.ParseURL(url)
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	for deadline := time.Now().Add(10 * time.Second); rdb.Ping(context.Background()).Err() != nil; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-	}
+	waitUntil(t, 10*time.Second, "redis-server answers", func() bool { return rdb.Ping(context.Background()).Err() == nil })
 	return url, rdb
+}
+
+// redisProc is a redis-server on port, keeping nothing on disk, in a
+// directory of its own (a replica writes the primary's snapshot to its
+// directory when it synchronises); args add to its options.
+func redisProc(t *testing.T, name, port string, args ...string) *proc {
+	return newProc(t, name, nil, append([]string{redisServer(t), "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir()}, args...)...)
 }
 
 // freePort returns a loopback port no one listens on.
@@ -180,18 +176,11 @@ type sentinelSetup struct {
 // Sentinel calls the primary down after 1 s without an answer.
 func startSentinels(t *testing.T) *sentinelSetup {
 	t.Helper()
-	bin := redisServer(t)
 	ctx := context.Background()
 	primaryPort, replicaPort := freePort(t), freePort(t)
-	// Each in a directory of its own: a replica writes the primary's
-	// snapshot to its directory when it synchronises.
-	server := func(name, port string, args ...string) *proc {
-		return newProc(t, name, nil, append([]string{bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", t.TempDir()}, args...)...)
-	}
 	s := &sentinelSetup{
-		primary: server("redis primary", primaryPort),
-		replica: server("redis replica", replicaPort, "--replicaof", "127.0.0.1", primaryPort),
+		primary: redisProc(t, "redis primary", primaryPort),
+		replica: redisProc(t, "redis replica", replicaPort, "--replicaof", "127.0.0.1", primaryPort),
 	}
 	s.primary.start(t)
 	s.replica.start(t)
@@ -210,7 +199,7 @@ sentinel parallel-syncs %[2]s 1
 		if err != nil {
 			t.Fatal(err)
 		}
-		newProc(t, fmt.Sprintf("sentinel %d", i+1), nil, bin, conf, "--sentinel").start(t)
+		newProc(t, fmt.Sprintf("sentinel %d", i+1), nil, redisServer(t), conf, "--sentinel").start(t)
 		s.sentinelAddrs = append(s.sentinelAddrs, "127.0.0.1:"+port)
 	}
 	s.url = "redis-sentinel://" + strings.Join(s.sentinelAddrs, ",") + "/0?master=" + sentinelMaster

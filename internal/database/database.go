@@ -13,7 +13,6 @@ import (
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -56,11 +55,7 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	if tracing.Enabled() {
 		// A span per statement inside a traced request or task: its text,
 		// never its arguments (otelpgx's default; share tokens are arguments).
-		var tracer pgx.QueryTracer = otelpgx.NewTracer()
-		if cfg.ConnConfig.Tracer != nil {
-			tracer = multitracer.New(cfg.ConnConfig.Tracer, tracer)
-		}
-		cfg.ConnConfig.Tracer = tracer
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer()
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
