@@ -19,16 +19,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kycbatch/kycbatch/internal/circuit"
 	"github.com/kycbatch/kycbatch/internal/config"
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/redisconn"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/storage"
+	"github.com/kycbatch/kycbatch/internal/sumsub/circuit"
 	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
@@ -110,10 +111,31 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 	a.Outbox = event.NewOutbox(a.Queue, logger)
 	a.Schedule = schedule.New(rdb)
 	a.Circuit = circuit.New(rdb, opts.SumsubProbeInterval, logger, a.Metrics)
-	a.Batches = ingest.NewService(pool, files, a.Schedule, a.Outbox, logger, opts.SumsubRateLimit, opts.UploadRetention)
+	a.Batches = ingest.NewService(ingest.ServiceConfig{
+		Pool: pool, Files: files, Schedule: a.Schedule, Outbox: a.Outbox, Logger: logger,
+		Rate: opts.SumsubRateLimit, UploadRetention: opts.UploadRetention,
+	})
 	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, opts.ReportMaxPending, logger)
 	a.Metrics.WatchDependencies(a.checkDependencies)
 	return a
+}
+
+// Backlog reads the records waiting: in the fair schedule, and the record
+// tasks waiting out a retry in the sumsub queue.
+func (a *App) Backlog(ctx context.Context) (metrics.Backlog, error) {
+	waiting, by, err := a.Schedule.Waiting(ctx)
+	if err != nil {
+		return metrics.Backlog{}, err
+	}
+	retry, err := a.Redis.ZCard(ctx, rediskey.AsynqRetry(schedule.Queue)).Result()
+	if err != nil {
+		return metrics.Backlog{}, fmt.Errorf("count the record tasks in retry: %w", err)
+	}
+	b := metrics.Backlog{Waiting: waiting, ByBusiness: make(map[string]int, len(by)), Retry: int(retry)}
+	for id, n := range by {
+		b.ByBusiness[id.String()] = n
+	}
+	return b, nil
 }
 
 // OpenRedis connects to the Redis at url and checks that it answers.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/kycbatch/kycbatch/internal/contract"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
+	"github.com/kycbatch/kycbatch/internal/schedule"
 )
 
 // readyTimeout bounds each dependency check of /readyz.
@@ -17,16 +19,20 @@ const readyTimeout = 2 * time.Second
 type readiness struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
-	// Sumsub is the circuit breaker of the Sumsub calls: shown, never a
-	// reason to be unready (the process itself is fine).
-	Sumsub *sumsubCircuit `json:"sumsub,omitempty"`
+	// Sumsub is what holds the Sumsub calls back: the circuit breaker, and
+	// ops pausing the queue. Shown, never a reason to be unready (the
+	// process itself is fine).
+	Sumsub *sumsubState `json:"sumsub,omitempty"`
 }
 
-// sumsubCircuit is the circuit breaker's detail in /readyz.
-type sumsubCircuit struct {
+// sumsubState is the Sumsub calls' detail in /readyz.
+type sumsubState struct {
 	Circuit string         `json:"circuit"` // closed or open
 	Since   *contract.Time `json:"since,omitempty"`
 	Reason  string         `json:"reason,omitempty"`
+	// Queue is the sumsub queue's state: running, or paused (from the
+	// dashboard: no record is sent).
+	Queue string `json:"queue,omitempty"`
 }
 
 // OpsHandler serves what every process answers ops with, on net/http alone
@@ -82,10 +88,13 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if st, err := a.Circuit.Status(ctx); err == nil {
-		body.Sumsub = &sumsubCircuit{Circuit: "closed"}
+		body.Sumsub = &sumsubState{Circuit: "closed"}
 		if st.Open {
 			since := contract.Time(st.Since)
-			body.Sumsub = &sumsubCircuit{Circuit: "open", Since: &since, Reason: st.Reason}
+			body.Sumsub = &sumsubState{Circuit: "open", Since: &since, Reason: st.Reason}
+		}
+		if paused, err := a.Redis.Exists(ctx, rediskey.AsynqPaused(schedule.Queue)).Result(); err == nil {
+			body.Sumsub.Queue = map[bool]string{false: "running", true: "paused"}[paused == 1]
 		}
 	}
 	status := http.StatusOK

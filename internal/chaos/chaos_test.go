@@ -534,17 +534,18 @@ func logUnfinished(t *testing.T, dbURL string, rdb *redis.Client, batchID string
 	}
 	defer pool.Close()
 	rows, err := pool.Query(ctx, `
-		SELECT row_number, attempts, answered_attempts, refusals, coalesce(retry_at::text, '-'), coalesce(last_attempt_at::text, '-'), now()::text
+		SELECT row_number, attempts, answered_attempts, refusals, feeds, coalesce(queued_at::text, '-'), coalesce(last_attempt_at::text, '-'), now()::text
 		FROM batch_records WHERE batch_id = $1 AND status = 'pending'`, batchID)
 	if err != nil {
 		t.Log(err)
 		return
 	}
 	for rows.Next() {
-		var row, attempts, answered, refusals int
-		var retryAt, lastAttempt, now string
-		if err := rows.Scan(&row, &attempts, &answered, &refusals, &retryAt, &lastAttempt, &now); err == nil {
-			t.Logf("pending row %d: attempts %d, answered %d, refusals %d, retry_at %s, last attempt %s (now %s)", row, attempts, answered, refusals, retryAt, lastAttempt, now)
+		var row, attempts, answered, refusals, feeds int
+		var queuedAt, lastAttempt, now string
+		if err := rows.Scan(&row, &attempts, &answered, &refusals, &feeds, &queuedAt, &lastAttempt, &now); err == nil {
+			t.Logf("pending row %d: attempts %d, answered %d, refusals %d, feeds %d, queued at %s, last attempt %s (now %s)",
+				row, attempts, answered, refusals, feeds, queuedAt, lastAttempt, now)
 		}
 	}
 	rows.Close()

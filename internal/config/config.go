@@ -108,6 +108,10 @@ type Worker struct {
 	ReportLinkTTL time.Duration
 	// Webhooks is how events are sent to the businesses' webhook endpoints.
 	Webhooks Webhooks
+	// RecordTaskRetention is how long a finished record task stays in the
+	// dashboard's Completed list, with its result (RECORD_TASK_RETENTION;
+	// 0: not kept).
+	RecordTaskRetention time.Duration
 }
 
 // Sumsub is the configuration of the Sumsub client.
@@ -181,6 +185,7 @@ var Defaults = map[string]string{
 	"SUMSUB_PROBE_INTERVAL":              "30s",
 	"WORKER_CONCURRENCY":                 "20",
 	"RECONCILE_INTERVAL":                 "30s",
+	"RECORD_TASK_RETENTION":              "1h",
 	"REPORT_LINK_TTL":                    "10m",
 	"MONITORING_READONLY":                "false",
 
@@ -238,6 +243,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 			AllowPrivateURLs: r.boolean("WEBHOOK_ALLOW_PRIVATE_URLS"),
 			RetryBase:        r.duration("WEBHOOK_RETRY_BASE"),
 		},
+		RecordTaskRetention: r.nonNegativeDuration("RECORD_TASK_RETENTION"),
 	}
 	if u, err := url.Parse(c.Sumsub.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		r.bad("SUMSUB_BASE_URL", "want an http(s) URL, got %q", c.Sumsub.BaseURL)
@@ -283,6 +289,7 @@ func (c Worker) LogValue() slog.Value {
 		slog.String("report_link_ttl", c.ReportLinkTTL.String()),
 		slog.Bool("webhook_allow_private_urls", c.Webhooks.AllowPrivateURLs),
 		slog.String("webhook_retry_base", c.Webhooks.RetryBase.String()),
+		slog.String("record_task_retention", c.RecordTaskRetention.String()),
 	)...)
 }
 

@@ -95,13 +95,13 @@ type Linked struct {
 // the KYC status the import implies, $3 the card token (NULL: none), $4 the
 // business, $5 the external id. It returns whether the card token is the
 // entity's now, and the answer of the latest review recorded before it.
-const linkSQL = `
+var linkSQL = `
 	WITH review AS (
 		SELECT review_answer FROM sumsub_reviews WHERE applicant_id = $1
 		ORDER BY reviewed_at DESC NULLS LAST, received_at DESC LIMIT 1
 	)
 	UPDATE entities e SET sumsub_applicant_id = $1, updated_at = now(),
-		kyc_status = coalesce((SELECT CASE review_answer WHEN 'GREEN' THEN 'APPROVED' ELSE 'REJECTED' END FROM review), $2),
+		kyc_status = coalesce((SELECT ` + kycStatusSQL("review_answer") + ` FROM review), $2),
 		card_processor_public_token = CASE
 			WHEN $3::text IS NULL OR EXISTS (
 				SELECT 1 FROM entities o WHERE o.business_id = e.business_id
@@ -186,8 +186,27 @@ type Applied struct {
 	Latest bool
 }
 
-// kycStatus is the entity status of each review answer.
+// kycStatus is the entity status of each review answer: the one mapping of
+// Sumsub's answers to ours, in Go (KYCStatus) and in SQL (kycStatusSQL).
 var kycStatus = map[string]string{"GREEN": "APPROVED", "RED": "REJECTED"}
+
+// KYCPending is the KYC status of an entity whose review is not complete.
+const KYCPending = "PENDING"
+
+// KYCStatus is the KYC status a Sumsub review implies: APPROVED or REJECTED
+// once it is completed with a GREEN or RED answer, PENDING until then.
+func KYCStatus(reviewStatus, answer string) string {
+	if s := kycStatus[answer]; s != "" && reviewStatus == "completed" {
+		return s
+	}
+	return KYCPending
+}
+
+// kycStatusSQL is kycStatus as an SQL expression of the answer column col
+// (NULL for an answer that decides nothing).
+func kycStatusSQL(col string) string {
+	return fmt.Sprintf("CASE %s WHEN 'GREEN' THEN '%s' WHEN 'RED' THEN '%s' END", col, kycStatus["GREEN"], kycStatus["RED"])
+}
 
 // ValidAnswer reports whether a review answer decides a KYC status.
 func ValidAnswer(answer string) bool { return kycStatus[answer] != "" }

@@ -21,11 +21,13 @@ import (
 )
 
 // New returns the HTTP handler of the whole API, on the App's connections
-// and services. It also has the App's metrics count the queues and the
-// batches, which the API process reports, and give Sumsub's rate limit.
+// and services. It also has the App's metrics count the queues, the batches
+// and the records waiting, which the API process reports, and give Sumsub's
+// rate limit.
 func New(a *app.App, cfg config.API) http.Handler {
 	a.Metrics.WatchQueues(a.Inspector)
 	a.Metrics.WatchBatches(func(ctx context.Context) (map[string]int, error) { return ingest.CountByStatus(ctx, a.Pool) }, a.Logger)
+	a.Metrics.WatchBacklog(a.Backlog, a.Logger)
 	a.Metrics.SumsubRateLimit.Set(float64(cfg.SumsubRateLimit))
 
 	e := echo.New()

@@ -108,7 +108,7 @@ func newServiceEnv(tb testing.TB) *serviceEnv {
 		tb.Fatal(err)
 	}
 	// A rate above zero makes Status estimate the completion of active batches.
-	svc := NewService(pool, files, sched, event.NewOutbox(queue, logger), logger, 10, time.Hour)
+	svc := NewService(ServiceConfig{Pool: pool, Files: files, Schedule: sched, Outbox: event.NewOutbox(queue, logger), Logger: logger, Rate: 10, UploadRetention: time.Hour})
 	return &serviceEnv{pool: pool, files: files, inspector: asynq.NewInspectorFromRedisClient(rdb), sched: sched, svc: svc}
 }
 

@@ -67,9 +67,26 @@ type Service struct {
 	retention time.Duration
 }
 
-// NewService returns a Service; rate is the Sumsub rate limit, which paces every batch.
-func NewService(pool *pgxpool.Pool, files FileStore, sched *schedule.Scheduler, outbox *event.Outbox, logger *slog.Logger, rate int, retention time.Duration) *Service {
-	return &Service{pool: pool, files: files, sched: sched, outbox: outbox, logger: logger, rate: rate, retention: retention}
+// ServiceConfig is what a Service is made of.
+type ServiceConfig struct {
+	Pool *pgxpool.Pool
+	// Files holds the raw uploads.
+	Files FileStore
+	// Schedule gets each new batch's records to send.
+	Schedule *schedule.Scheduler
+	// Outbox announces the events recorded with the changes.
+	Outbox *event.Outbox
+	Logger *slog.Logger
+	// Rate is the Sumsub rate limit, which paces every batch: completion
+	// estimates come from it (0: none).
+	Rate int
+	// UploadRetention is how long a final batch's raw upload is kept.
+	UploadRetention time.Duration
+}
+
+// NewService returns a Service.
+func NewService(c ServiceConfig) *Service {
+	return &Service{pool: c.Pool, files: c.Files, sched: c.Schedule, outbox: c.Outbox, logger: c.Logger, rate: c.Rate, retention: c.UploadRetention}
 }
 
 // schedule puts a new batch's records to send in the schedule, with its business's weight.
@@ -176,7 +193,7 @@ func (s *Service) Upload(ctx context.Context, key string, file io.Reader) (Batch
 	// entity has nothing to send: it is completed (the answer says pending,
 	// as it was stored).
 	if batch.Remaining() == 0 {
-		if completed, err := (records{pool: s.pool}).completeIfDone(ctx, batch.ID); err != nil {
+		if completed, err := CompleteIfDone(ctx, s.pool, batch.ID); err != nil {
 			s.logger.WarnContext(ctx, "complete the batch; the reconciler will", "batch_id", batch.ID, "error", err)
 		} else if completed {
 			s.outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: batch.ID.String()})

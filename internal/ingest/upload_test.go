@@ -128,13 +128,13 @@ func TestUpload(t *testing.T) {
 	t.Run("scheduled", func(t *testing.T) {
 		// The batch's records are in the schedule: each pick is one of them.
 		for i := range 3 {
-			pick, ok, _, err := e.sched.Next(context.Background(), 1)
+			pick, ok, _, err := e.sched.Next(context.Background(), 1, 100)
 			want := schedule.Pick{Business: business, Batch: got.ID, Count: 1, Last: i == 2}
 			if err != nil || !ok || pick != want {
 				t.Fatalf("pick %d: %+v, %v, %v; want %+v", i, pick, ok, err, want)
 			}
 		}
-		if pick, ok, _, err := e.sched.Next(context.Background(), 1); err != nil || ok {
+		if pick, ok, _, err := e.sched.Next(context.Background(), 1, 100); err != nil || ok {
 			t.Errorf("a fourth pick: %+v, %v, %v; want none", pick, ok, err)
 		}
 	})
@@ -167,7 +167,7 @@ func TestUploadMissingEntities(t *testing.T) {
 		AND share_token IS NULL AND attempts = 0 AND processed_at IS NOT NULL`, b.ID); n != 2 {
 		t.Errorf("%d failed records without their share token, want 2", n)
 	}
-	pick, ok, _, err := e.sched.Next(context.Background(), 1)
+	pick, ok, _, err := e.sched.Next(context.Background(), 1, 100)
 	if err != nil || !ok || pick.Batch != b.ID || !pick.Last {
 		t.Fatalf("pick: %+v, %v, %v; want the batch's one record to send", pick, ok, err)
 	}
@@ -180,7 +180,7 @@ func TestUploadMissingEntities(t *testing.T) {
 	if st.Status != "completed" || st.Failed != 2 || st.CompletedAt == nil || st.EstimatedCompletion != nil {
 		t.Errorf("batch of missing entities only: %+v, want completed with 2 failed", st)
 	}
-	if pick, ok, _, err := e.sched.Next(context.Background(), 1); err != nil || ok {
+	if pick, ok, _, err := e.sched.Next(context.Background(), 1, 100); err != nil || ok {
 		t.Errorf("pick: %+v, %v, %v; want none", pick, ok, err)
 	}
 }

@@ -4,11 +4,13 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -52,7 +54,7 @@ type Metrics struct {
 	// delivered, failed (retried later) or given_up.
 	WebhookAttempts *prometheus.CounterVec
 	// Repairs counts what the reconciler mended that Redis had lost, by
-	// kind: schedule_rebuilt, batch_put_back, call_relaunched.
+	// kind: schedule_rebuilt, batch_put_back, task_refed.
 	Repairs *prometheus.CounterVec
 }
 
@@ -98,7 +100,7 @@ func New() *Metrics {
 		Name: "kycbatch_webhook_delivery_attempts_total", Help: "Webhook delivery attempts, by result (delivered, failed: retried later, given_up).",
 	}, []string{"result"})
 	m.Repairs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kycbatch_reconciler_repairs_total", Help: "Work Redis had lost that the reconciler put back, by kind (schedule_rebuilt, batch_put_back, call_relaunched).",
+		Name: "kycbatch_reconciler_repairs_total", Help: "Work Redis had lost that the reconciler put back, by kind (schedule_rebuilt, batch_put_back, task_refed).",
 	}, []string{"kind"})
 	m.register(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -106,6 +108,78 @@ func New() *Metrics {
 		m.SumsubCircuitState, m.SumsubCircuitTransitions, m.SumsubRateLimit, m.BusinessCalls, m.WebhookAttempts, m.Repairs,
 	)
 	return m
+}
+
+// Start makes the series of each label value exist at 0, so that rules
+// and panels see a counter before its first event (increase() cannot see
+// the first increment of a series that did not exist). The process that
+// counts calls it with the label's bounded set of values.
+func Start(vec *prometheus.CounterVec, values ...string) {
+	for _, v := range values {
+		vec.WithLabelValues(v)
+	}
+}
+
+// Backlog is the work waiting for Sumsub.
+type Backlog struct {
+	// Waiting counts the records in the fair schedule, not yet fed into
+	// the queue; ByBusiness the largest businesses' part of them.
+	Waiting    int
+	ByBusiness map[string]int
+	// Retry counts the record tasks waiting out a retry (or a snooze).
+	Retry int
+}
+
+// topBusinesses is how many businesses kycbatch_records_waiting_by_business
+// names: the largest backlogs, never a series for every business.
+const topBusinesses = 10
+
+var (
+	waitingDesc = prometheus.NewDesc("kycbatch_records_waiting",
+		"Records waiting in the fair schedule to be fed into the sumsub queue (the backlog).", nil, nil)
+	waitingByBusinessDesc = prometheus.NewDesc("kycbatch_records_waiting_by_business",
+		"Records waiting in the fair schedule, for the businesses with the largest backlogs (at most 10).", []string{"business"}, nil)
+	retryDesc = prometheus.NewDesc("kycbatch_records_in_retry",
+		"Record tasks of the sumsub queue waiting out a retry (a Sumsub 5xx, 429 or timeout) or a snooze (queue paused, circuit open).", nil, nil)
+)
+
+// WatchBacklog adds the backlog's gauges, read at each scrape.
+func (m *Metrics) WatchBacklog(read func(context.Context) (Backlog, error), logger *slog.Logger) {
+	m.register(&backlogCollector{read: read, logger: logger})
+}
+
+// backlogCollector reports the backlog when scraped.
+type backlogCollector struct {
+	read   func(context.Context) (Backlog, error)
+	logger *slog.Logger
+}
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- waitingDesc
+	ch <- waitingByBusinessDesc
+	ch <- retryDesc
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := c.read(ctx)
+	if err != nil {
+		c.logger.Warn("read the backlog for metrics", "error", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(b.Waiting))
+	ch <- prometheus.MustNewConstMetric(retryDesc, prometheus.GaugeValue, float64(b.Retry))
+	businesses := make([]string, 0, len(b.ByBusiness))
+	for id := range b.ByBusiness {
+		businesses = append(businesses, id)
+	}
+	slices.SortFunc(businesses, func(x, y string) int {
+		return cmp.Or(cmp.Compare(b.ByBusiness[y], b.ByBusiness[x]), cmp.Compare(x, y))
+	})
+	for _, id := range businesses[:min(len(businesses), topBusinesses)] {
+		ch <- prometheus.MustNewConstMetric(waitingByBusinessDesc, prometheus.GaugeValue, float64(b.ByBusiness[id]), id)
+	}
 }
 
 // WatchQueues adds the sizes and task outcomes of the Asynq queues (asynq's collector).

@@ -1,8 +1,8 @@
--- Adds records of a batch. KEYS: active, vtime, weight, due, epoch.
+-- Adds records of a batch. KEYS: active, vtime, weight, batches prefix.
 -- ARGV: business, batch, records, weight (0: keep the one known), wake channel.
-local active, vtimeKey, weights = KEYS[1], KEYS[2], KEYS[3]
+local active, vtimeKey, weights, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local business = ARGV[1]
-redis.call('ZINCRBY', 'sched:batches:' .. business, ARGV[3], ARGV[2])
+redis.call('ZINCRBY', prefix .. business, ARGV[3], ARGV[2])
 if tonumber(ARGV[4]) > 0 then
   redis.call('HSET', weights, business, ARGV[4])
 end

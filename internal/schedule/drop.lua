@@ -1,8 +1,8 @@
--- Takes a batch out. KEYS: active, vtime, weight, due, epoch.
--- ARGV: business, batch, refund (the records of a pick that sent nothing: their pass is given back).
-local active, weights = KEYS[1], KEYS[3]
+-- Takes a batch out. KEYS: active, weight, batches prefix.
+-- ARGV: business, batch, refund (the records of a pick that fed nothing: their pass is given back).
+local active, weights = KEYS[1], KEYS[2]
 local business = ARGV[1]
-local batches = 'sched:batches:' .. business
+local batches = KEYS[3] .. business
 redis.call('ZREM', batches, ARGV[2])
 local pass = redis.call('ZSCORE', active, business)
 if redis.call('ZCARD', batches) == 0 then

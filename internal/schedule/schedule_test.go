@@ -3,12 +3,14 @@ package schedule_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
@@ -38,13 +40,18 @@ func picks(tb testing.TB, s *schedule.Scheduler, n int) map[uuid.UUID]int {
 	tb.Helper()
 	got := make(map[uuid.UUID]int)
 	for range n {
-		p, ok, _, err := s.Next(context.Background(), 1)
+		p, ok, _, err := next(s, 1)
 		if err != nil || !ok {
 			tb.Fatalf("Next: %+v, %v, %v", p, ok, err)
 		}
 		got[p.Business]++
 	}
 	return got
+}
+
+// next picks with a window never full.
+func next(s *schedule.Scheduler, most int) (schedule.Pick, bool, schedule.Refusal, error) {
+	return s.Next(context.Background(), most, 1<<20)
 }
 
 func mustAdd(tb testing.TB, s *schedule.Scheduler, business uuid.UUID, weight int, batch uuid.UUID, n int) {
@@ -101,7 +108,7 @@ func TestFewestLeftFirst(t *testing.T) {
 	mustAdd(t, s, b, 1, other, 100)
 	var got []uuid.UUID
 	for range 8 {
-		p, ok, _, err := s.Next(context.Background(), 1)
+		p, ok, _, err := next(s, 1)
 		if err != nil || !ok {
 			t.Fatal(ok, err)
 		}
@@ -125,7 +132,7 @@ func TestSeveralAtOnce(t *testing.T) {
 	mustAdd(t, s, biz[1], 3, batches[1], 1000)
 	got := make(map[uuid.UUID]int)
 	for range 100 {
-		p, ok, _, err := s.Next(context.Background(), 4)
+		p, ok, _, err := next(s, 4)
 		if err != nil || !ok || p.Count != 4 || p.Last {
 			t.Fatalf("Next: %+v, %v, %v; want 4 records", p, ok, err)
 		}
@@ -141,7 +148,7 @@ func TestSeveralAtOnce(t *testing.T) {
 		{Business: biz[2], Batch: batches[2], Count: 4},
 		{Business: biz[2], Batch: batches[2], Count: 2, Last: true},
 	} {
-		if p, ok, _, err := s.Next(context.Background(), 4); err != nil || !ok || p != want {
+		if p, ok, _, err := next(s, 4); err != nil || !ok || p != want {
 			t.Errorf("Next: %+v, %v, %v; want %+v", p, ok, err, want)
 		}
 	}
@@ -164,28 +171,71 @@ func TestNewcomerJoinsAtTheVirtualTime(t *testing.T) {
 	}
 }
 
-func TestRetriesComeDue(t *testing.T) {
+// TestWindowAndPause: nothing is picked while the queue's pending and
+// active tasks fill the window, nor while the queue is paused; a pick is
+// never larger than the room left.
+func TestWindowAndPause(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	s := schedule.New(rdb)
+	if err := s.Sync(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, why, err := s.Next(ctx, 1, 3); err != nil || ok || why != schedule.Idle {
+		t.Fatalf("Next with nothing to feed: %v, %v, %v; want Idle", ok, why, err)
+	}
+	business, batch := uuid.New(), uuid.New()
+	mustAdd(t, s, business, 1, batch, 100)
+	// Two tasks pending, one active: a window of 3 is full.
+	if err := rdb.LPush(ctx, rediskey.AsynqPending(schedule.Queue), "t1", "t2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.LPush(ctx, rediskey.AsynqActive(schedule.Queue), "t3").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, why, err := s.Next(ctx, 1, 3); err != nil || ok || why != schedule.Full {
+		t.Fatalf("Next with a full window: %v, %v, %v; want Full", ok, why, err)
+	}
+	if p, ok, _, err := s.Next(ctx, 10, 5); err != nil || !ok || p.Count != 2 {
+		t.Fatalf("Next of 10 with room for 2: %+v, %v, %v; want 2 records", p, ok, err)
+	}
+	if err := rdb.Set(ctx, rediskey.AsynqPaused(schedule.Queue), time.Now().Unix(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, why, err := s.Next(ctx, 1, 100); err != nil || ok || why != schedule.Paused {
+		t.Fatalf("Next while paused: %v, %v, %v; want Paused", ok, why, err)
+	}
+	if err := rdb.Del(ctx, rediskey.AsynqPaused(schedule.Queue)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _, err := s.Next(ctx, 1, 100); err != nil || !ok {
+		t.Fatalf("Next once resumed: %v, %v", ok, err)
+	}
+}
+
+// TestChargeRetries: a business charged for its retries gets that many fewer
+// of the next records; one with nothing to feed is not charged.
+func TestChargeRetries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newScheduler(t)
-	business, batch := uuid.New(), uuid.New()
-	if err := s.Later(ctx, business, batch, 7, time.Now().Add(300*time.Millisecond)); err != nil {
+	biz, batches := ids(3), ids(2)
+	mustAdd(t, s, biz[0], 1, batches[0], 1000)
+	mustAdd(t, s, biz[1], 1, batches[1], 1000)
+	if err := s.Charge(ctx, biz[0], 10); err != nil {
 		t.Fatal(err)
 	}
-	ready, wake, err := s.Ready(ctx)
-	if err != nil || ready || wake.IsZero() {
-		t.Fatalf("Ready before the retry: %v, %s, %v; want not ready, a wake time", ready, wake, err)
+	if err := s.Charge(ctx, biz[2], 10); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok, wake2, err := s.Next(ctx, 1); err != nil || ok || !wake2.Equal(wake) {
-		t.Fatalf("Next before the retry: %v, %s, %v; want nothing until %s", ok, wake2, err, wake)
+	got := picks(t, s, 30)
+	if got[biz[0]] != 10 || got[biz[1]] != 20 {
+		t.Errorf("after 10 retries of business 0: %v, want 10 and 20", got)
 	}
-	time.Sleep(time.Until(wake))
-	if ready, _, err := s.Ready(ctx); err != nil || !ready {
-		t.Fatalf("Ready after the retry's time: %v, %v", ready, err)
-	}
-	p, ok, _, err := s.Next(ctx, 1)
-	if want := (schedule.Pick{Business: business, Batch: batch, Count: 1, Last: true}); err != nil || !ok || p != want {
-		t.Fatalf("Next after the retry's time: %+v, %v, %v; want %+v", p, ok, err, want)
+	total, by, err := s.Waiting(ctx)
+	if err != nil || total != 2000-30 || by[biz[0]] != 990 || by[biz[1]] != 980 {
+		t.Errorf("Waiting = %d, %v, %v; want 1970 (990 and 980)", total, by, err)
 	}
 }
 
@@ -199,7 +249,7 @@ func TestDropRefundsThePick(t *testing.T) {
 	mustAdd(t, s, biz[1], 1, batches[2], 100)
 	// A pick of 4 records of business 0 that sends nothing (its batch had
 	// nothing to send after all) is given back: business 0 still gets its half.
-	p, _, _, err := s.Next(ctx, 4)
+	p, _, _, err := next(s, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,23 +274,23 @@ func TestSyncAndLost(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t)
 	s := schedule.New(rdb)
-	if _, _, err := s.Ready(ctx); err != schedule.ErrLost {
-		t.Fatalf("Ready of a new Redis: %v, want ErrLost", err)
+	if _, _, _, err := next(s, 1); err != schedule.ErrLost {
+		t.Fatalf("Next of a new Redis: %v, want ErrLost", err)
+	}
+	if lost, err := s.Lost(ctx); err != nil || !lost {
+		t.Fatalf("Lost of a new Redis: %v, %v", lost, err)
 	}
 	biz, batches := ids(2), ids(2)
-	err := s.Sync(ctx, []schedule.Work{
-		{Business: biz[0], Weight: 1, Batch: batches[0], Now: 2},
-		{Business: biz[1], Weight: 1, Batch: batches[1], Later: map[int]time.Time{9: time.Now().Add(time.Hour)}},
-	})
+	mustAdd(t, s, biz[1], 1, batches[1], 5) // an upload racing the rebuild
+	err := s.Sync(ctx, []schedule.Work{{Business: biz[0], Weight: 1, Batch: batches[0], Records: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := picks(t, s, 2)
-	if _, ok, wake, err := s.Next(ctx, 1); err != nil || ok || wake.IsZero() {
-		t.Errorf("after the synced records: %v, %s, %v; want none now, a retry later", ok, wake, err)
+	if got := picks(t, s, 7); got[biz[0]] != 2 || got[biz[1]] != 5 {
+		t.Errorf("picks: %v, want 2 and 5", got)
 	}
-	if got[biz[0]] != 2 {
-		t.Errorf("picks: %v", got)
+	if _, ok, why, err := next(s, 1); err != nil || ok || why != schedule.Idle {
+		t.Errorf("after the synced records: %v, %v, %v; want Idle", ok, why, err)
 	}
 	in, err := s.Contains(ctx, map[uuid.UUID]uuid.UUID{batches[0]: biz[0], batches[1]: biz[1]})
 	if err != nil || in[batches[0]] || in[batches[1]] {
@@ -249,8 +299,42 @@ func TestSyncAndLost(t *testing.T) {
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := s.Next(ctx, 1); err != schedule.ErrLost {
+	if _, _, _, err := next(s, 1); err != schedule.ErrLost {
 		t.Errorf("Next after a flush: %v, want ErrLost", err)
+	}
+}
+
+// TestRebuildOnce: of the processes that find the schedule lost at once,
+// one rebuilds it; the others do not read PostgreSQL again.
+func TestRebuildOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := schedule.New(redistest.Client(t))
+	release := make(chan struct{})
+	var runs atomic.Int32
+	rebuild := func(context.Context) error { runs.Add(1); <-release; return nil }
+	results := make(chan bool, 4)
+	for range 4 {
+		go func() {
+			ran, err := s.Rebuild(ctx, rebuild)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- ran
+		}()
+	}
+	// Three return at once, refused; then the one rebuilding is let go.
+	for range 3 {
+		if <-results {
+			t.Error("a second rebuild ran while the first held the lock")
+		}
+	}
+	close(release)
+	if !<-results || runs.Load() != 1 {
+		t.Errorf("rebuilds: %d, want 1", runs.Load())
+	}
+	if ran, err := s.Rebuild(ctx, func(context.Context) error { return nil }); err != nil || !ran {
+		t.Errorf("a rebuild after the first ended: %v, %v; want it to run", ran, err)
 	}
 }
 
@@ -269,13 +353,12 @@ func BenchmarkNext(b *testing.B) {
 		}
 		schedulers[i] = s
 	}
-	ctx := context.Background()
 	took := make([]time.Duration, len(sizes))
 	for b.Loop() {
 		for i, s := range schedulers {
 			start := time.Now()
 			for range 1000 {
-				if _, ok, _, err := s.Next(ctx, 1); err != nil || !ok {
+				if _, ok, _, err := next(s, 1); err != nil || !ok {
 					b.Fatal(ok, err)
 				}
 			}

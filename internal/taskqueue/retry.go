@@ -3,6 +3,7 @@ package taskqueue
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -59,4 +60,13 @@ func Delay(err error) (time.Duration, bool) {
 func IsFailure(err error) bool {
 	var d *delayed
 	return !errors.As(err, &d) || !d.snoozed
+}
+
+// Backoff is the wait before retry n (from 1): base doubling up to most,
+// with jitter over its second half, so that the retries of many tasks that
+// failed together do not come back together. It is the one backoff of the
+// workers: Asynq's default retry policy and the records' Sumsub retries.
+func Backoff(n int, base, most time.Duration) time.Duration {
+	d := min(base<<min(max(n-1, 0), 20), most)
+	return d/2 + rand.N(d/2+1)
 }

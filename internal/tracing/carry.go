@@ -133,15 +133,13 @@ func Traceparent(ctx context.Context) string {
 	return carrier["traceparent"]
 }
 
-// StartFrom starts span name as a child of the span a Traceparent gave, a
-// root when traceparent is empty or malformed. While tracing is off it
-// starts nothing: ctx comes back with its own (no-op) span.
-func StartFrom(ctx context.Context, traceparent, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	if !Enabled() {
-		return ctx, trace.SpanFromContext(ctx)
+// NewTaskFrom is asynq.NewTask with the trace context of a Traceparent in
+// the task's headers, so that the handler's span joins a trace that began in
+// another process (a batch's upload, whose records the workers feed long
+// after); no headers when traceparent is empty or tracing is off.
+func NewTaskFrom(traceparent, typename string, payload []byte, opts ...asynq.Option) *asynq.Task {
+	if !Enabled() || traceparent == "" {
+		return asynq.NewTask(typename, payload, opts...)
 	}
-	if traceparent != "" {
-		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
-	}
-	return Tracer().Start(ctx, name, opts...)
+	return asynq.NewTaskWithHeaders(typename, payload, map[string]string{"traceparent": traceparent}, opts...)
 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,14 +91,26 @@ type Deliverer struct {
 	metrics   *metrics.Metrics
 }
 
-// NewDeliverer returns a Deliverer. retryBase is the first retry's wait
-// (DefaultRetryBase in production); allowPrivate lets it connect to
-// loopback and private addresses (development and tests only).
-func NewDeliverer(pool *pgxpool.Pool, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, retryBase time.Duration, allowPrivate bool, logger *slog.Logger, m *metrics.Metrics) *Deliverer {
-	if retryBase <= 0 {
-		retryBase = DefaultRetryBase
-	}
-	return &Deliverer{pool: pool, client: newHTTPClient(allowPrivate), queue: queue, inspector: inspector, retryBase: retryBase, logger: logger, metrics: m}
+// DelivererConfig is what a Deliverer is made of.
+type DelivererConfig struct {
+	Pool      *pgxpool.Pool
+	Queue     taskqueue.Enqueuer
+	Inspector taskqueue.Inspector
+	// RetryBase is the first retry's wait (DefaultRetryBase when zero);
+	// the schedule scales with it.
+	RetryBase time.Duration
+	// AllowPrivate lets it connect to loopback and private addresses
+	// (tests and local development).
+	AllowPrivate bool
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+}
+
+// NewDeliverer returns a Deliverer.
+func NewDeliverer(c DelivererConfig) *Deliverer {
+	metrics.Start(c.Metrics.WebhookAttempts, "delivered", "failed", "given_up")
+	return &Deliverer{pool: c.Pool, client: newHTTPClient(c.AllowPrivate), queue: c.Queue, inspector: c.Inspector,
+		retryBase: cmp.Or(c.RetryBase, DefaultRetryBase), logger: c.Logger, metrics: c.Metrics}
 }
 
 // maxErrorLength bounds the error kept with an attempt.

@@ -5,15 +5,18 @@ import (
 	"time"
 
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/webhook"
 )
 
 // TestIdleWorkerIsQuiet: a worker with nothing to do sends Redis fewer than
-// 20 commands a second (Asynq's polling of its queues, its heartbeats, and
-// the pipeline's one question every few seconds), counted, not timed; and a
-// batch uploaded then starts at once, the worker woken by the upload.
+// 20 commands a second (its two Asynq servers' polling of their queues and
+// heartbeats, and the feeder's one question every few seconds), counted,
+// not timed, with the production's webhook retry base (which paces Asynq's
+// check of the other queues' retries); and a batch uploaded then starts at
+// once, the worker woken by the upload.
 func TestIdleWorkerIsQuiet(t *testing.T) {
 	t.Parallel()
-	e := apitest.New(t, apitest.Options{SumsubRate: 10})
+	e := apitest.New(t, apitest.Options{SumsubRate: 10, WebhookRetryBase: webhook.DefaultRetryBase})
 	_, commands := e.StartCountedWorker(t, time.Second)
 	time.Sleep(2 * time.Second) // the start-up reconciliation settles
 	before := commands()

@@ -1,8 +1,12 @@
-package ingest
+package imports
 
 import (
 	"context"
 	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kycbatch/kycbatch/internal/ingest"
 )
 
 // maxGroup bounds how many outcomes one transaction stores.
@@ -17,7 +21,7 @@ const maxGroup = 100
 // first of them stores the next group, with its own outcome. No goroutine of
 // its own: nothing to start or stop.
 type grouper struct {
-	records records
+	pool *pgxpool.Pool
 
 	mu      sync.Mutex
 	busy    bool      // a group is being stored
@@ -26,17 +30,17 @@ type grouper struct {
 
 // queued is an outcome waiting in a grouper.
 type queued struct {
-	toStore
-	res   storeResult
+	ingest.Final
+	res   ingest.Stored
 	err   error
 	lead  bool          // this caller stores the next group
 	ready chan struct{} // closed once res and err, or lead, are set
 }
 
-// store stores t with the outcomes that arrive while it waits, and returns
+// store stores f with the outcomes that arrive while it waits, and returns
 // what became of it. An error is the group's: the caller retries alone.
-func (g *grouper) store(ctx context.Context, t toStore) (storeResult, error) {
-	me := &queued{toStore: t, ready: make(chan struct{})}
+func (g *grouper) store(ctx context.Context, f ingest.Final) (ingest.Stored, error) {
+	me := &queued{Final: f, ready: make(chan struct{})}
 	g.mu.Lock()
 	g.waiting = append(g.waiting, me)
 	if g.busy {
@@ -53,11 +57,11 @@ func (g *grouper) store(ctx context.Context, t toStore) (storeResult, error) {
 	g.waiting = append([]*queued(nil), g.waiting[len(group):]...)
 	g.mu.Unlock()
 
-	list := make([]toStore, len(group))
+	list := make([]ingest.Final, len(group))
 	for i, q := range group {
-		list[i] = q.toStore
+		list[i] = q.Final
 	}
-	res, err := g.records.store(ctx, list)
+	res, err := ingest.StoreOutcomes(ctx, g.pool, list)
 
 	g.mu.Lock()
 	if len(g.waiting) > 0 {

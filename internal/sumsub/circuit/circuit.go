@@ -34,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/metrics"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
 )
 
@@ -56,8 +57,8 @@ const (
 
 // Redis keys of the state.
 const (
-	stateKey = "kycbatch:sumsub:circuit"
-	probeKey = "kycbatch:sumsub:circuit:probe"
+	stateKey = rediskey.Circuit
+	probeKey = rediskey.CircuitProbe
 )
 
 // Status is the circuit's state as a process last saw it.
@@ -278,7 +279,7 @@ return wait`)
 func (b *Breaker) Observe(ctx context.Context, err error) (open bool) {
 	verdict, reason := judge(err)
 	if verdict == none {
-		return b.isOpen()
+		return b.IsOpen()
 	}
 	b.mu.Lock()
 	now := time.Now()
@@ -351,7 +352,10 @@ func (b *Breaker) clockWarning(ctx context.Context, err error) {
 	b.logger.WarnContext(ctx, "Sumsub refuses this worker's request timestamps: its clock is off by more than Sumsub allows either way; fix the clock (NTP)", attrs...)
 }
 
-func (b *Breaker) isOpen() bool {
+// IsOpen says whether the circuit is open as this process last saw it,
+// without asking Redis: a call about to go checks it after its permit, so
+// that the calls waiting for permits when the circuit opened are not sent.
+func (b *Breaker) IsOpen() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.status.Open

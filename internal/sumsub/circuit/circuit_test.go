@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kycbatch/kycbatch/internal/circuit"
 	"github.com/kycbatch/kycbatch/internal/metrics"
 	"github.com/kycbatch/kycbatch/internal/sumsub"
+	"github.com/kycbatch/kycbatch/internal/sumsub/circuit"
 	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
