@@ -2,5 +2,8 @@ package reports
 
 import "context"
 
-// Claim is claim, for the tests of the builds' turns.
-func (b *Builder) Claim(ctx context.Context) (Report, error) { return b.claim(ctx) }
+// Window is window, for the tests of the feeder.
+const Window = window
+
+// Feed is feed, for the tests of the turns.
+func (b *Builder) Feed(ctx context.Context) error { return b.feed(ctx) }

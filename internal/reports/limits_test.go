@@ -1,11 +1,12 @@
 package reports_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/kycbatch/kycbatch/internal/reports"
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
@@ -25,7 +26,7 @@ func initiate(t testing.TB, e *apitest.Env, key, batchID string) (int, string, a
 // TestReportFlood: initiates for a batch with a report in progress answer
 // that report, even many at once; a business has at most 10 reports in
 // progress (429, Retry-After 5, nothing stored); builds take turns between
-// businesses.
+// businesses, given as their tasks are enqueued.
 func TestReportFlood(t *testing.T) {
 	t.Parallel()
 	e := apitest.New(t, apitest.Options{}) // no worker: reports stay pending
@@ -70,21 +71,40 @@ func TestReportFlood(t *testing.T) {
 		t.Errorf("refused report stored: %d %v", stored, err)
 	}
 
-	// The quiet business's report, initiated last, is built second: the
-	// flood's first build makes it the business served last.
+	// Turns are given as tasks are enqueued: the flood's first reports were
+	// queued at once (the window was free), the rest wait pending. As each
+	// build ends (here by hand: no worker runs), a feed queues the next: the
+	// quiet business's report, initiated last, goes first, since the flood's
+	// business has just had its turns.
 	quietBatch := e.UploadBatch(t, quiet, apitest.CSVFile("", e.Entities(t, quiet, 1)))
 	_, quietReport, _ := initiate(t, e, quiet, quietBatch)
-	b := reports.NewBuilder(e.Pool, e.Files, nil, nil, nil, slog.New(slog.DiscardHandler))
-	ctx := context.Background()
-	var order []string
-	for range 3 {
-		r, err := b.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		order = append(order, r.ID)
+	ctx := t.Context()
+	queued := queuedReports(t, e)
+	if len(queued) != reports.Window || queued[0] != first {
+		t.Fatalf("queued at initiate %v: want the window (%d) of the flood's first reports, %s first", queued, reports.Window, first)
 	}
-	if order[0] != first || order[1] != quietReport {
-		t.Errorf("builds started %v: want the flood's oldest (%s), then the quiet business's (%s)", order, first, quietReport)
+	b := reports.NewBuilder(e.Pool, e.Files, e.App.Queue, e.Inspector, e.App.Outbox, slog.New(slog.DiscardHandler))
+	if _, err := e.Pool.Exec(ctx, `UPDATE reports SET status = 'success' WHERE id = $1`, queued[0]); err != nil {
+		t.Fatal(err)
 	}
+	if err := b.Feed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if next := queuedReports(t, e); len(next) != reports.Window || next[len(next)-1] != quietReport {
+		t.Errorf("queued after a build's end %v: want the quiet business's %s last in", next, quietReport)
+	}
+}
+
+// queuedReports returns the reports queued, in the order of their turns.
+func queuedReports(tb testing.TB, e *apitest.Env) []string {
+	tb.Helper()
+	rows, err := e.Pool.Query(tb.Context(), `SELECT id FROM reports WHERE status = 'queued' ORDER BY queued_at`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ids
 }

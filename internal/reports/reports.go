@@ -21,12 +21,14 @@ import (
 	"github.com/kycbatch/kycbatch/internal/database"
 	"github.com/kycbatch/kycbatch/internal/ingest"
 	"github.com/kycbatch/kycbatch/internal/taskqueue"
+	"github.com/kycbatch/kycbatch/internal/tracing"
 )
 
 // ErrNotFound answers unknown reports and other businesses' reports alike.
 var ErrNotFound = errors.New("report not found")
 
-// ErrTooMany is a business at its limit of reports pending or processing.
+// ErrTooMany is a business at its limit of reports in progress (pending,
+// queued or processing).
 var ErrTooMany = errors.New("too many reports in progress")
 
 // idPrefix starts every report id, as the report API names them.
@@ -62,7 +64,7 @@ type Report struct {
 	ID         string
 	BusinessID uuid.UUID
 	BatchID    uuid.UUID
-	Status     string // pending, processing, success, failed
+	Status     string // pending, processing, success, failed: as the API shows it (a queued report is pending)
 	Stats      *Stats // as of the build, once built
 	ObjectKey  string
 }
@@ -90,22 +92,23 @@ type Files interface {
 // Service starts reports and answers their downloads, for the calling
 // business (auth.BusinessFrom), and renders the data of report events.
 type Service struct {
-	pool       *pgxpool.Pool
+	feeder
 	links      Linker
-	queue      taskqueue.Enqueuer
 	linkTTL    time.Duration
 	maxPending int
 	logger     *slog.Logger
 }
 
 // NewService returns a Service whose links expire after linkTTL and whose
-// businesses may each have maxPending reports pending or processing.
+// businesses may each have maxPending reports in progress.
 func NewService(pool *pgxpool.Pool, links Linker, queue taskqueue.Enqueuer, linkTTL time.Duration, maxPending int, logger *slog.Logger) *Service {
-	return &Service{pool: pool, links: links, queue: queue, linkTTL: linkTTL, maxPending: maxPending, logger: logger}
+	return &Service{feeder: feeder{pool: pool, queue: queue}, links: links, linkTTL: linkTTL, maxPending: maxPending, logger: logger}
 }
 
 // Initiate stores a pending report of the calling business's batch and
-// enqueues its build; ingest.ErrBatchNotFound when there is no such batch.
+// feeds the builds, which enqueue its task when its turn comes (at once
+// while few reports are in progress); ingest.ErrBatchNotFound when there is
+// no such batch.
 func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, error) {
 	business := auth.BusinessFrom(ctx)
 	if _, err := ingest.Get(ctx, s.pool, business, batchID); err != nil {
@@ -120,7 +123,7 @@ func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, erro
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))`, business); err != nil {
 			return err
 		}
-		existing, err := get(ctx, tx, `business_id = $1 AND batch_id = $2 AND status IN ('pending', 'processing') ORDER BY created_at LIMIT 1`, business, batchID)
+		existing, err := get(ctx, tx, `business_id = $1 AND batch_id = $2 AND status IN ('pending', 'queued', 'processing') ORDER BY created_at LIMIT 1`, business, batchID)
 		if err == nil {
 			r = existing
 			return nil
@@ -129,13 +132,14 @@ func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, erro
 			return err
 		}
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM reports WHERE business_id = $1 AND status IN ('pending', 'processing')`, business).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM reports WHERE business_id = $1 AND status IN ('pending', 'queued', 'processing')`, business).Scan(&n); err != nil {
 			return err
 		}
 		if n >= s.maxPending {
 			return ErrTooMany
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO reports (id, business_id, batch_id) VALUES ($1, $2, $3)`, r.ID, business, batchID)
+		_, err = tx.Exec(ctx, `INSERT INTO reports (id, business_id, batch_id, traceparent) VALUES ($1, $2, $3, nullif($4, ''))`,
+			r.ID, business, batchID, tracing.Traceparent(ctx))
 		created = err == nil
 		return err
 	})
@@ -148,9 +152,11 @@ func (s *Service) Initiate(ctx context.Context, batchID uuid.UUID) (Report, erro
 	if !created {
 		return r, nil // the batch's report in progress
 	}
-	// The report is stored: if Redis is unavailable, the reconciler enqueues it later.
-	if _, err := s.queue.EnqueueContext(ctx, NewBuildReportTask(ctx, r.ID)); err != nil {
-		s.logger.WarnContext(ctx, "enqueue report; the reconciler will retry", "report_id", r.ID, "error", err)
+	// The report is stored: whatever goes wrong here, the workers feed
+	// again as their builds end, and the reconciler enqueues what Redis
+	// did not take.
+	if err := s.feed(ctx); err != nil {
+		s.logger.WarnContext(ctx, "feed report builds; the workers and the reconciler will", "report_id", r.ID, "error", err)
 	}
 	return r, nil
 }
@@ -195,12 +201,15 @@ func (s *Service) download(ctx context.Context, r Report) (Download, error) {
 	return d, nil
 }
 
-// get returns the report matching where (SQL on the reports row, with args).
+// get returns the report matching where (SQL on the reports row, with
+// args). A queued report is pending to the API: its turn is a detail of
+// how reports are built, not one of the contract's statuses.
 func get(ctx context.Context, db database.DB, where string, args ...any) (Report, error) {
 	var r Report
 	var pending, available, failed *int
 	err := db.QueryRow(ctx, `
-		SELECT id, business_id, batch_id, status, stats_pending, stats_available, stats_failed, coalesce(object_key, '')
+		SELECT id, business_id, batch_id, CASE status WHEN 'queued' THEN 'pending' ELSE status END,
+			stats_pending, stats_available, stats_failed, coalesce(object_key, '')
 		FROM reports WHERE `+where, args...).
 		Scan(&r.ID, &r.BusinessID, &r.BatchID, &r.Status, &pending, &available, &failed, &r.ObjectKey)
 	if errors.Is(err, pgx.ErrNoRows) {

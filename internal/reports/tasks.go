@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,9 +55,8 @@ func taskID(reportID string) string { return "report:" + reportID }
 
 // Builder runs the report tasks.
 type Builder struct {
-	pool      *pgxpool.Pool
+	feeder
 	files     Files
-	queue     taskqueue.Enqueuer
 	inspector taskqueue.Inspector
 	outbox    *event.Outbox
 	logger    *slog.Logger
@@ -64,30 +64,52 @@ type Builder struct {
 
 // NewBuilder returns a Builder.
 func NewBuilder(pool *pgxpool.Pool, files Files, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, outbox *event.Outbox, logger *slog.Logger) *Builder {
-	return &Builder{pool: pool, files: files, queue: queue, inspector: inspector, outbox: outbox, logger: logger}
+	return &Builder{feeder: feeder{pool: pool, queue: queue}, files: files, inspector: inspector, outbox: outbox, logger: logger}
 }
 
-// HandleBuild builds a report: not necessarily the task's own, but the
-// pending report of the business served least recently (the latest build
-// start of its reports), so that one business's flood of reports takes
-// turns with the others' instead of going first. Every report has a task,
-// so every report is built; a task that finds nothing pending is done. The
-// build streams the batch's records, in row order, through the CSV writer
-// straight into a multipart upload: memory stays flat whatever the batch's
-// size. The stats come from the same rows, so they match the file.
+// builtResult is the Result of a task that built its report, shown in the
+// dashboard beside its payload.
+type builtResult struct {
+	ReportID string    `json:"reportId"`
+	BatchID  uuid.UUID `json:"batchId"`
+	Records  int       `json:"records"`
+}
+
+// skippedResult is the Result of a task that found its report neither
+// queued nor processing, and so built nothing.
+type skippedResult struct {
+	ReportID string `json:"reportId"`
+	Skipped  string `json:"skipped"`
+}
+
+// HandleBuild builds the report its payload names, whose turn the feeder
+// gave when it enqueued the task. The build streams the batch's records, in
+// row order, through the CSV writer straight into a multipart upload:
+// memory stays flat whatever the batch's size. The stats come from the same
+// rows, so they match the file. A failed build keeps the report queued, in
+// its place, while the task waits for its retry; after the last retry the
+// report fails. However it ends, the task then feeds the next builds.
 func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 	var p BuildReportPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("payload: %v: %w", err, asynq.SkipRetry)
 	}
-	r, err := b.claim(ctx)
-	if errors.Is(err, ErrNotFound) {
+	ctx = logging.With(ctx, slog.String("report_id", p.ReportID))
+	defer func() {
+		if err := b.feed(context.WithoutCancel(ctx)); err != nil {
+			b.logger.WarnContext(ctx, "feed report builds; the next build or the reconciler will", "error", err)
+		}
+	}()
+	r, err := b.start(ctx, p.ReportID)
+	var notQueued notQueuedError
+	if errors.As(err, &notQueued) {
+		b.logger.InfoContext(ctx, "nothing to build", "reason", notQueued.Error())
+		b.writeResult(ctx, t, skippedResult{ReportID: p.ReportID, Skipped: notQueued.Error()})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	ctx = logging.With(ctx, slog.String("report_id", r.ID))
 	key := fmt.Sprintf("reports/%s/%s/%s.csv", r.BusinessID, r.BatchID, r.ID)
 	stats, err := b.build(ctx, r, key)
 	if err != nil {
@@ -100,9 +122,10 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 			}
 			return err
 		}
-		// Back in line, for this task's retry or another's turn.
-		if _, perr := b.pool.Exec(context.WithoutCancel(ctx), `UPDATE reports SET status = 'pending', updated_at = now() WHERE id = $1 AND status = 'processing'`, r.ID); perr != nil {
-			b.logger.WarnContext(ctx, "put a report back; the reconciler will", "error", perr)
+		// Still its turn: queued, it keeps its place in the window while
+		// its task waits for the retry.
+		if _, perr := b.pool.Exec(context.WithoutCancel(ctx), `UPDATE reports SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'processing'`, r.ID); perr != nil {
+			b.logger.WarnContext(ctx, "put a report back in the queue; its retry will", "error", perr)
 		}
 		return err
 	}
@@ -111,31 +134,58 @@ func (b *Builder) HandleBuild(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	b.logger.InfoContext(ctx, "report built", "batch_id", r.BatchID, "records", stats.Pending+stats.Available+stats.Failed)
+	records := stats.Pending + stats.Available + stats.Failed
+	b.logger.InfoContext(ctx, "report built", "batch_id", r.BatchID, "records", records)
+	b.writeResult(ctx, t, builtResult{ReportID: r.ID, BatchID: r.BatchID, Records: records})
 	return nil
 }
 
-// claim starts the build of the pending report whose business's latest
-// build started longest ago (never: first), oldest first within one; a
-// report processing for longer than stuckAfter (its worker died) counts as
-// pending. ErrNotFound: none.
-func (b *Builder) claim(ctx context.Context) (Report, error) {
-	var id string
+// writeResult stores v as t's Result. The task's work is done by then: a
+// Result that could not be written is logged, and the task succeeds all the
+// same (a retry would find nothing to do).
+func (b *Builder) writeResult(ctx context.Context, t *asynq.Task, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // a struct of strings and numbers always marshals
+	}
+	if _, err := t.ResultWriter().Write(body); err != nil {
+		b.logger.WarnContext(ctx, "write the task's result", "error", err)
+	}
+}
+
+// notQueuedError is a task's report found neither queued nor processing:
+// built or failed already (a task enqueued again), or unknown (deleted with
+// its batch).
+type notQueuedError struct{ status string }
+
+func (e notQueuedError) Error() string {
+	if e.status == "" {
+		return "no such report"
+	}
+	return "the report is " + e.status + ", not queued"
+}
+
+// start moves report id from queued to processing and returns it. A report
+// already processing is this task's own, run again after its worker died or
+// Redis lost it mid-build. notQueuedError: any other status, or none.
+func (b *Builder) start(ctx context.Context, id string) (Report, error) {
+	r := Report{ID: id, Status: "processing"}
 	err := b.pool.QueryRow(ctx, `
 		UPDATE reports SET status = 'processing', build_started_at = now(), updated_at = now()
-		WHERE id = (
-			SELECT r.id FROM reports r
-			WHERE r.status = 'pending' OR (r.status = 'processing' AND r.updated_at < now() - make_interval(secs => $1))
-			ORDER BY (SELECT max(s.build_started_at) FROM reports s WHERE s.business_id = r.business_id) ASC NULLS FIRST, r.created_at
-			LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING id`, stuckAfter.Seconds()).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Report{}, ErrNotFound
+		WHERE id = $1 AND status IN ('queued', 'processing')
+		RETURNING business_id, batch_id`, id).Scan(&r.BusinessID, &r.BatchID)
+	if err == nil {
+		return r, nil
 	}
-	if err != nil {
-		return Report{}, fmt.Errorf("claim a report to build: %w", err)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return Report{}, fmt.Errorf("start report %s: %w", id, err)
 	}
-	return get(ctx, b.pool, `id = $1`, id)
+	var status string
+	err = b.pool.QueryRow(ctx, `SELECT status FROM reports WHERE id = $1`, id).Scan(&status)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Report{}, fmt.Errorf("start report %s: %w", id, err)
+	}
+	return Report{}, notQueuedError{status}
 }
 
 // end finishes report r (set: the columns to set, with args from $2 on)
@@ -145,7 +195,7 @@ func (b *Builder) end(ctx context.Context, r Report, t event.Type, set string, a
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE reports SET `+set+`, completed_at = now(), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'processing')`, append([]any{r.ID}, args...)...)
+			WHERE id = $1 AND status IN ('queued', 'processing')`, append([]any{r.ID}, args...)...)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -193,26 +243,28 @@ func (b *Builder) build(ctx context.Context, r Report, key string) (Stats, error
 	return stats, nil
 }
 
-// stuckAfter is how long a report may stay unfinished before the reconciler
-// makes sure Redis still holds its task.
+// stuckAfter is how long a report may stay queued or processing, unchanged,
+// before the reconciler makes sure Redis still holds its task.
 const stuckAfter = time.Minute
 
-// Reconcile re-enqueues the builds of reports that Redis lost.
+// Reconcile re-enqueues the build tasks that Redis lost (a flush, a task
+// deleted from the dashboard) of reports queued or processing, then feeds:
+// reports initiated while no feed could run get their turn.
 func (b *Builder) Reconcile(ctx context.Context) error {
 	rows, err := b.pool.Query(ctx, `
-		SELECT id FROM reports WHERE status IN ('pending', 'processing') AND updated_at < now() - make_interval(secs => $1)
-		ORDER BY created_at LIMIT 1000`, stuckAfter.Seconds())
+		SELECT id FROM reports WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
+		ORDER BY updated_at LIMIT 1000`, stuckAfter.Seconds())
 	if err != nil {
-		return fmt.Errorf("list unfinished reports: %w", err)
+		return fmt.Errorf("list queued reports: %w", err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return fmt.Errorf("list unfinished reports: %w", err)
+		return fmt.Errorf("list queued reports: %w", err)
 	}
 	for _, id := range ids {
 		if err := taskqueue.EnqueueOnce(ctx, b.queue, b.inspector, NewBuildReportTask(ctx, id), QueueReports, taskID(id)); err != nil {
 			return fmt.Errorf("re-enqueue report %s: %w", id, err)
 		}
 	}
-	return nil
+	return b.feed(ctx)
 }
