@@ -115,7 +115,9 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, files *storage.Store, op
 		Pool: pool, Files: files, Schedule: a.Schedule, Outbox: a.Outbox, Logger: logger,
 		Rate: opts.SumsubRateLimit, UploadRetention: opts.UploadRetention,
 	})
-	a.Reports = reports.NewService(pool, files, a.Queue, opts.ReportLinkTTL, opts.ReportMaxPending, logger)
+	a.Reports = reports.NewService(reports.ServiceConfig{
+		Pool: pool, Links: files, LinkTTL: opts.ReportLinkTTL, Queue: a.Queue, MaxPending: opts.ReportMaxPending, Logger: logger,
+	})
 	a.Metrics.WatchDependencies(a.checkDependencies)
 	return a
 }

@@ -135,7 +135,7 @@ type NotClaimed struct {
 	// Superseded: a later feed's task has the record.
 	Superseded bool
 	// Until is, while a call of the record may still be in flight (its
-	// worker died, or it is slow), when its lease ends.
+	// worker died, or it is slow), when its lease ends: when to try again.
 	Until time.Time
 	// BatchStatus is the batch's when it is final while the record is not
 	// (cancelled with a call in flight, its answer lost).
@@ -215,8 +215,12 @@ func whyNotClaimed(ctx context.Context, db database.DB, ref Ref, lease time.Dura
 		return &NotClaimed{Status: status, Superseded: true}
 	case until != nil:
 		return &NotClaimed{Status: status, Until: *until}
+	case batchStatus != BatchPending && batchStatus != BatchInProgress:
+		return &NotClaimed{Status: status, BatchStatus: batchStatus, Unanswered: unanswered}
 	}
-	return &NotClaimed{Status: status, BatchStatus: batchStatus, Unanswered: unanswered}
+	// The record changed between the claim and this look (its lease ended,
+	// another run of its task answered): try again at once.
+	return &NotClaimed{Status: status, Until: time.Now()}
 }
 
 // Unclaim takes back an attempt marked for a call that was not made.

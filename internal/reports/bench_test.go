@@ -60,7 +60,7 @@ func benchmarkBuildReport(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	// versitygw runs in its own process: the heap measured is the builder's alone.
-	builder := NewBuilder(pool, s3test.Versitygw(b), nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	builder := NewBuilder(BuilderConfig{Pool: pool, Files: s3test.Versitygw(b), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 
 	var rss heaptest.RSS
 	rssOK := true

@@ -282,7 +282,7 @@ func TestReconcileRequeuesDeletedTask(t *testing.T) {
 	if _, err := e.Pool.Exec(ctx, `UPDATE reports SET updated_at = now() - interval '5 minutes' WHERE id = $1`, lost); err != nil {
 		t.Fatal(err)
 	}
-	b := reports.NewBuilder(e.Pool, e.Files, e.App.Queue, e.Inspector, e.App.Outbox, slog.New(slog.DiscardHandler))
+	b := reports.NewBuilder(reports.BuilderConfig{Pool: e.Pool, Files: e.Files, Queue: e.App.Queue, Inspector: e.Inspector, Outbox: e.App.Outbox, Logger: slog.New(slog.DiscardHandler)})
 	for range 2 {
 		if err := b.Reconcile(ctx); err != nil {
 			t.Fatal(err)

@@ -83,7 +83,7 @@ func TestReportFlood(t *testing.T) {
 	if len(queued) != reports.Window || queued[0] != first {
 		t.Fatalf("queued at initiate %v: want the window (%d) of the flood's first reports, %s first", queued, reports.Window, first)
 	}
-	b := reports.NewBuilder(e.Pool, e.Files, e.App.Queue, e.Inspector, e.App.Outbox, slog.New(slog.DiscardHandler))
+	b := reports.NewBuilder(reports.BuilderConfig{Pool: e.Pool, Files: e.Files, Queue: e.App.Queue, Inspector: e.Inspector, Outbox: e.App.Outbox, Logger: slog.New(slog.DiscardHandler)})
 	if _, err := e.Pool.Exec(ctx, `UPDATE reports SET status = 'success' WHERE id = $1`, queued[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -99,10 +99,23 @@ type Service struct {
 	logger     *slog.Logger
 }
 
-// NewService returns a Service whose links expire after linkTTL and whose
-// businesses may each have maxPending reports in progress.
-func NewService(pool *pgxpool.Pool, links Linker, queue taskqueue.Enqueuer, linkTTL time.Duration, maxPending int, logger *slog.Logger) *Service {
-	return &Service{feeder: feeder{pool: pool, queue: queue}, links: links, linkTTL: linkTTL, maxPending: maxPending, logger: logger}
+// ServiceConfig is what a Service is made of.
+type ServiceConfig struct {
+	Pool *pgxpool.Pool
+	// Links signs the download links, which expire after LinkTTL.
+	Links   Linker
+	LinkTTL time.Duration
+	// Queue enqueues the build tasks the feeder gives their turn.
+	Queue taskqueue.Enqueuer
+	// MaxPending is how many reports a business may have pending or
+	// being built at once.
+	MaxPending int
+	Logger     *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(c ServiceConfig) *Service {
+	return &Service{feeder: feeder{pool: c.Pool, queue: c.Queue}, links: c.Links, linkTTL: c.LinkTTL, maxPending: c.MaxPending, logger: c.Logger}
 }
 
 // Initiate stores a pending report of the calling business's batch and

@@ -62,9 +62,22 @@ type Builder struct {
 	logger    *slog.Logger
 }
 
+// BuilderConfig is what a Builder is made of.
+type BuilderConfig struct {
+	Pool *pgxpool.Pool
+	// Files stores the reports' CSVs.
+	Files Files
+	// Queue enqueues the build tasks; Inspector finds them again.
+	Queue     taskqueue.Enqueuer
+	Inspector taskqueue.Inspector
+	// Outbox announces report.ready and report.failed.
+	Outbox *event.Outbox
+	Logger *slog.Logger
+}
+
 // NewBuilder returns a Builder.
-func NewBuilder(pool *pgxpool.Pool, files Files, queue taskqueue.Enqueuer, inspector taskqueue.Inspector, outbox *event.Outbox, logger *slog.Logger) *Builder {
-	return &Builder{feeder: feeder{pool: pool, queue: queue}, files: files, inspector: inspector, outbox: outbox, logger: logger}
+func NewBuilder(c BuilderConfig) *Builder {
+	return &Builder{feeder: feeder{pool: c.Pool, queue: c.Queue}, files: c.Files, inspector: c.Inspector, outbox: c.Outbox, logger: c.Logger}
 }
 
 // builtResult is the Result of a task that built its report, shown in the

@@ -143,3 +143,16 @@ func NewTaskFrom(traceparent, typename string, payload []byte, opts ...asynq.Opt
 	}
 	return asynq.NewTaskWithHeaders(typename, payload, map[string]string{"traceparent": traceparent}, opts...)
 }
+
+// StartFrom starts span name as a child of the span a Traceparent gave, a
+// root when traceparent is empty or malformed. While tracing is off it
+// starts nothing: ctx comes back with its own (no-op) span.
+func StartFrom(ctx context.Context, traceparent, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !Enabled() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	if traceparent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+	}
+	return Tracer().Start(ctx, name, opts...)
+}

@@ -95,7 +95,9 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 		Rate: cfg.Sumsub.RateLimit, Concurrency: cfg.Concurrency, DefaultLevel: cfg.Sumsub.DefaultLevel,
 		CallTimeout: cfg.Sumsub.Timeout, TaskRetention: cfg.RecordTaskRetention,
 	})
-	builder := reports.NewBuilder(a.Pool, a.Files, a.Queue, a.Inspector, a.Outbox, a.Logger)
+	builder := reports.NewBuilder(reports.BuilderConfig{
+		Pool: a.Pool, Files: a.Files, Queue: a.Queue, Inspector: a.Inspector, Outbox: a.Outbox, Logger: a.Logger,
+	})
 	// Events carry the same bodies as the API's answers.
 	dispatcher := webhook.NewDispatcher(a.Pool, contract.Events{Batches: a.Batches, Reports: a.Reports}, a.Queue, a.Inspector, a.Logger)
 	deliverer := webhook.NewDeliverer(webhook.DelivererConfig{
