@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 )
 
@@ -79,8 +80,16 @@ func (r *Records) feedOnce(ctx context.Context) time.Duration {
 	if err != nil {
 		if ctx.Err() == nil {
 			r.cfg.Logger.WarnContext(ctx, "ask the schedule for records to feed; trying again", "error", err)
+			r.unreachable = true
 		}
 		return errorCheck
+	}
+	if r.unreachable {
+		// Redis is back (restarted, or failed over to a replica that
+		// missed its primary's last writes): look for the tasks it lost
+		// now rather than at the next reconciliation.
+		r.unreachable = false
+		go r.afterOutage(context.WithoutCancel(ctx))
 	}
 	switch {
 	case ok:
@@ -156,4 +165,20 @@ func (r *Records) probe(ctx context.Context) error {
 		return err
 	}
 	return r.cfg.Sumsub.Probe(ctx)
+}
+
+// afterOutage feeds again the records whose tasks Redis lost while the
+// feeder could not reach it: those it never got, and the ghosts (tasks it
+// still holds active that no worker works on), which show as such once two
+// heartbeats are missed. It looks every couple of seconds for as long as
+// that takes, rather than wait for the reconciler and Asynq's recoverer.
+func (r *Records) afterOutage(ctx context.Context) {
+	const every = 2 * time.Second
+	for waited := time.Duration(0); waited <= taskCheckAge+rediskey.AsynqLeaseDuration; waited += every {
+		time.Sleep(every)
+		if err := r.refeed(ctx); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "look for the record tasks Redis lost; the reconciler will", "error", err)
+			return
+		}
+	}
 }

@@ -142,6 +142,9 @@ type Records struct {
 	cursors sync.Map
 	// latency is the recent Sumsub call latency, which sizes the window.
 	latency ewma
+	// unreachable is set while the feeder cannot reach Redis (its
+	// goroutine alone reads and writes it).
+	unreachable bool
 }
 
 // New returns the Records of a worker process.

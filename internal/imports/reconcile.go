@@ -7,17 +7,21 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
 	"github.com/kycbatch/kycbatch/internal/event"
 	"github.com/kycbatch/kycbatch/internal/ingest"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/schedule"
 )
 
 // taskCheckAge is how long a record's task may go unseen (since it was fed,
 // its last attempt, or the reconciler last found it) before the reconciler
-// looks for it in Redis.
-const taskCheckAge = time.Minute
+// looks for it in Redis: long enough that a task being enqueued is not
+// taken for lost (and were it, its record would only get a new feed), short
+// enough that a record whose task a failover lost goes again soon.
+const taskCheckAge = 5 * time.Second
 
 // maxChecks bounds the tasks one reconciliation looks for; the next one
 // looks for the rest.
@@ -147,10 +151,10 @@ func (r *Records) putBack(ctx context.Context, batches []ingest.Active) error {
 
 // refeed looks in Redis for the tasks of the queued records not seen for a
 // while, and feeds again the records whose task is gone (deleted, lost
-// with Redis), or finished while the record is not (archived after an
-// internal failure used up its retries): a new feed, so a task of the old
-// one that comes back does nothing. The archived task stays for ops to
-// read.
+// with Redis), active with no worker on it (a ghost a failover left), or
+// finished while the record is not (archived after an internal failure
+// used up its retries): a new feed, so a task of the old one that comes
+// back does nothing. The archived task stays for ops to read.
 func (r *Records) refeed(ctx context.Context) error {
 	list, err := ingest.QueuedBefore(ctx, r.cfg.Pool, time.Now().Add(-taskCheckAge), maxChecks)
 	if err != nil {
@@ -158,12 +162,25 @@ func (r *Records) refeed(ctx context.Context) error {
 	}
 	var seen, lost []ingest.Ref
 	business := make(map[uuid.UUID]uuid.UUID)
+	alive := rediskey.AsynqLiveLease(time.Now())
 	for _, q := range list {
-		info, err := r.cfg.Inspector.GetTaskInfo(Queue, TaskID(q.Ref))
+		id := TaskID(q.Ref)
+		info, err := r.cfg.Inspector.GetTaskInfo(Queue, id)
 		switch {
 		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		case err != nil:
 			return err
+		case info.State == asynq.TaskStateActive:
+			// Active, but is a worker on it? A ghost's lease is no
+			// longer renewed (see rediskey.AsynqLiveLease).
+			ends, err := r.cfg.Redis.ZScore(ctx, rediskey.AsynqLease(Queue), id).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if err == nil && int64(ends) >= alive {
+				seen = append(seen, q.Ref)
+				continue
+			}
 		case info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived:
 			seen = append(seen, q.Ref)
 			continue

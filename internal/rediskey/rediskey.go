@@ -4,6 +4,8 @@
 // once, here.
 package rediskey
 
+import "time"
+
 // Prefix starts every key kycbatch names itself. (Asynq's own keys start
 // with "asynq:"; redis_rate puts "rate:" before the keys of its limits.)
 const Prefix = "kycbatch:"
@@ -62,6 +64,28 @@ func AsynqPending(queue string) string { return "asynq:{" + queue + "}:pending" 
 
 // AsynqActive is the list of a queue's active tasks.
 func AsynqActive(queue string) string { return "asynq:{" + queue + "}:active" }
+
+// AsynqLease is the sorted set of a queue's active tasks by the Unix time
+// (seconds) their lease ends: AsynqLeaseDuration after they were dequeued,
+// renewed to that every AsynqHeartbeat while their worker lives.
+func AsynqLease(queue string) string { return "asynq:{" + queue + "}:lease" }
+
+// Asynq's lease of an active task, and the interval of the heartbeat that
+// renews it (Asynq v0.26: rdb.LeaseDuration, the server's heartbeater).
+const (
+	AsynqLeaseDuration = 30 * time.Second
+	AsynqHeartbeat     = 5 * time.Second
+)
+
+// AsynqLiveLease is the Unix time (seconds) after which the lease of an
+// active task still worked on ends, at now: a live worker renews it every
+// heartbeat to the lease duration ahead, so a task whose lease ends sooner
+// missed two heartbeats. Such a ghost (a failover of Redis to a replica that
+// missed its primary's last writes leaves some) stays active until Asynq's
+// recoverer, a minute or two later.
+func AsynqLiveLease(now time.Time) int64 {
+	return now.Add(AsynqLeaseDuration - 2*AsynqHeartbeat).Unix()
+}
 
 // AsynqRetry is the sorted set of a queue's tasks waiting out a retry.
 func AsynqRetry(queue string) string { return "asynq:{" + queue + "}:retry" }

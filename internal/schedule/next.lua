@@ -1,8 +1,11 @@
 -- Picks the next records to feed into the queue, of one batch.
 -- KEYS: active, vtime, weight, epoch, batches prefix, the queue's pending
--- list, its active list, its paused flag.
+-- list, its lease set, its paused flag.
 -- ARGV[1]: how many records at most; ARGV[2]: the window (the most tasks
--- pending or active in the queue).
+-- pending or active in the queue); ARGV[3]: the Unix time (seconds) after
+-- which the lease of a task still worked on ends (an active task whose
+-- lease ends sooner was not renewed by a live worker: a ghost, which a
+-- failover of Redis can leave until Asynq recovers it, does not count).
 -- Returns {"lost"} without a schedule, {} when no record waits, {"paused"}
 -- when the queue is paused, {"full"} when the window is, or {business,
 -- batch, count, last} for a pick (last is "1" when the batch had no other
@@ -17,7 +20,7 @@ end
 if redis.call('EXISTS', KEYS[8]) == 1 then
   return {'paused'}
 end
-local room = tonumber(ARGV[2]) - redis.call('LLEN', KEYS[6]) - redis.call('LLEN', KEYS[7])
+local room = tonumber(ARGV[2]) - redis.call('LLEN', KEYS[6]) - redis.call('ZCOUNT', KEYS[7], ARGV[3], '+inf')
 if room <= 0 then
   return {'full'}
 end

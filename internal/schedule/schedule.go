@@ -74,7 +74,7 @@ type Scheduler struct {
 func New(rdb redis.UniversalClient) *Scheduler {
 	return &Scheduler{rdb: rdb, next: []string{
 		rediskey.SchedActive, rediskey.SchedVTime, rediskey.SchedWeight, rediskey.SchedEpoch, rediskey.SchedBatches,
-		rediskey.AsynqPending(Queue), rediskey.AsynqActive(Queue), rediskey.AsynqPaused(Queue),
+		rediskey.AsynqPending(Queue), rediskey.AsynqLease(Queue), rediskey.AsynqPaused(Queue),
 	}}
 }
 
@@ -98,12 +98,14 @@ var (
 )
 
 // Next picks the next records to feed, at most most of them, all of one
-// batch, while the queue's pending and active tasks are fewer than window:
+// batch, while the queue's pending and active tasks are fewer than window
+// (an active task counts while a live worker renews its lease: a ghost
+// that a failover of Redis left active does not hold the window):
 // the business with the lowest pass and its batch with the fewest records
 // left; the business's pass grows by the records picked over its weight.
 // ok is false when nothing is picked, and why says why.
 func (s *Scheduler) Next(ctx context.Context, most, window int) (p Pick, ok bool, why Refusal, err error) {
-	res, err := nextScript.Run(ctx, s.rdb, s.next, most, window).StringSlice()
+	res, err := nextScript.Run(ctx, s.rdb, s.next, most, window, rediskey.AsynqLiveLease(time.Now())).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return Pick{}, false, Idle, nil
 	}

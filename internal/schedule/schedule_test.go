@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/rediskey"
 	"github.com/kycbatch/kycbatch/internal/schedule"
@@ -191,7 +192,10 @@ func TestWindowAndPause(t *testing.T) {
 	if err := rdb.LPush(ctx, rediskey.AsynqPending(schedule.Queue), "t1", "t2").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.LPush(ctx, rediskey.AsynqActive(schedule.Queue), "t3").Err(); err != nil {
+	// t3's lease was renewed now; t4's ran out of heartbeats (a ghost).
+	lease := rediskey.AsynqLease(schedule.Queue)
+	if err := rdb.ZAdd(ctx, lease, redis.Z{Score: float64(time.Now().Add(rediskey.AsynqLeaseDuration).Unix()), Member: "t3"},
+		redis.Z{Score: float64(time.Now().Add(rediskey.AsynqLeaseDuration - 3*rediskey.AsynqHeartbeat).Unix()), Member: "t4"}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, why, err := s.Next(ctx, 1, 3); err != nil || ok || why != schedule.Full {

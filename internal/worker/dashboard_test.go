@@ -14,12 +14,17 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kycbatch/kycbatch/internal/imports"
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
+	"github.com/kycbatch/kycbatch/internal/worker"
 )
 
 // TestDashboardInABrowser logs in to the Asynq dashboard in headless
-// Chromium, sees the four queues and the completed dispatch task of a
-// finished batch, and saves a screenshot (also to $SCREENSHOT_DIR when set).
+// Chromium while a batch imports at 10/s: the queues page lists every
+// queue, the sumsub queue's page shows the batch's record tasks at work
+// (the screenshot, saved also to $SCREENSHOT_DIR when set: the README's),
+// and once the batch is done, its report's build task shows among the
+// reports queue's completed tasks.
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
 	chromium, err := exec.LookPath("chromium")
@@ -29,20 +34,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		t.Fatal("chromium not installed")
 	}
-	e := apitest.New(t, apitest.Options{Monitoring: true})
+	e := apitest.New(t, apitest.Options{Monitoring: true, SumsubRate: 10})
 	e.StartWorker(t, 5*time.Second)
 	key, _ := e.Business(t)
-	batchID := e.UploadBatch(t, key, apitest.CSVFile("dash", e.Entities(t, key, 3)))
-	e.WaitBatch(t, key, batchID, 20*time.Second)
-	r := e.Call(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", key, map[string]string{"client_id": batchID})
-	reportID := r.JSON(t)["data"].(map[string]any)["client_id"].(string)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		d := e.Call(t, http.MethodGet, "/api/v1/stamper-v2/bulk-usage-report/download?client_id="+reportID, key, nil).JSON(t)
-		if d["data"].(map[string]any)["status"] == "success" || time.Now().After(deadline) {
-			break
-		}
-	}
-
+	batchID := e.UploadBatch(t, key, apitest.CSVFile("dash", e.Entities(t, key, 150)))
 	// Without the ops credentials, no dashboard.
 	for _, auth := range []string{"", "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:wrong"))} {
 		req, _ := http.NewRequest(http.MethodGet, e.URL+"/monitoring/", nil)
@@ -84,6 +79,27 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(tctx,
+		chromedp.Navigate(e.URL+"/monitoring/queues/"+imports.Queue+"?status=active"),
+		chromedp.WaitVisible(`//*[contains(text(), "`+imports.TypeImport+`")]`),
+	); err != nil {
+		t.Fatalf("active tasks of queue sumsub during the batch: %v", err)
+	}
+	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.WaitBatch(t, key, batchID, 60*time.Second)
+	r := e.Call(t, http.MethodPost, "/api/v1/stamper-v2/bulk-usage-report/initiate", key, map[string]string{"client_id": batchID})
+	reportID := r.JSON(t)["data"].(map[string]any)["client_id"].(string)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		d := e.Call(t, http.MethodGet, "/api/v1/stamper-v2/bulk-usage-report/download?client_id="+reportID, key, nil).JSON(t)
+		if d["data"].(map[string]any)["status"] == "success" || time.Now().After(deadline) {
+			break
+		}
+	}
+
+	if err := chromedp.Do(tctx,
 		chromedp.Navigate(e.URL+"/monitoring/queues/reports?status=completed"),
 		chromedp.WaitVisible(`//*[contains(text(), "report:build")]`),
 	); err != nil {
@@ -93,11 +109,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"reports", "events", "maintenance"} {
+	for _, q := range worker.Queues {
 		if !strings.Contains(queuesText, q) {
 			t.Errorf("the queues page does not show queue %q", q)
 		}
