@@ -139,6 +139,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	}
 	m.WatchQueues(asynq.NewInspectorFromRedisClient(rdb))
 	m.WatchBatches(nil, nil)
+	m.WatchBacklog(nil, nil)
 	m.WatchDependencies(nil)
 	exported := m.Names()
 

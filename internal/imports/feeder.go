@@ -43,11 +43,12 @@ func (r *Records) window() int {
 }
 
 // pickSize is how many records one decision feeds: what the rate sends in
-// a millisecond (at least one: at Sumsub's 10/s, each record is picked
+// five milliseconds (at least one: at Sumsub's 10/s, each record is picked
 // alone). At a high rate it shares a decision's and a feed's round trips
-// among several records.
+// among several records; the schedule's grain stays a few milliseconds of
+// the rate.
 func (r *Records) pickSize() int {
-	return max(1, min(r.cfg.Concurrency, r.cfg.Rate/1000))
+	return max(1, min(r.cfg.Concurrency, r.cfg.Rate/200))
 }
 
 // Feed moves records from the schedule into the queue, in the schedule's

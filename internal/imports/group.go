@@ -3,65 +3,63 @@ package imports
 import (
 	"context"
 	"sync"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/kycbatch/kycbatch/internal/ingest"
 )
 
-// maxGroup bounds how many outcomes one transaction stores.
+// maxGroup bounds how many calls one group makes together.
 const maxGroup = 100
 
-// grouper stores the outcomes of calls that end at once in one transaction
-// (group commit): at a high rate the commits, round trips and wake-ups of
-// PostgreSQL are shared by many records instead of paid by each, and at a
-// low one an outcome waits for nothing, since a group is whatever arrived
-// while the previous one was stored. The caller that finds no group being
-// stored stores its own outcome; those that arrive meanwhile queue, and the
-// first of them stores the next group, with its own outcome. No goroutine of
-// its own: nothing to start or stop.
-type grouper struct {
-	pool *pgxpool.Pool
+// group runs the calls that arrive at once as one (group commit): the
+// records' claims, and their outcomes' transactions. At a high rate the
+// statements, round trips and wake-ups of PostgreSQL are shared by many
+// records instead of paid by each, and at a low one a call waits for
+// nothing, since a group is whatever arrived while the previous one ran.
+// The caller that finds no group running runs its own call; those that
+// arrive meanwhile queue, and the first of them runs the next group, with
+// its own call. No goroutine of its own: nothing to start or stop.
+type group[In, Out any] struct {
+	// run makes the calls of list together, and returns each one's result
+	// in list's order; an error is the whole group's.
+	run func(ctx context.Context, list []In) ([]Out, error)
 
 	mu      sync.Mutex
-	busy    bool      // a group is being stored
-	waiting []*queued // the outcomes that arrived meanwhile, in order
+	busy    bool                // a group is running
+	waiting []*queued[In, Out] // the calls that arrived meanwhile, in order
 }
 
-// queued is an outcome waiting in a grouper.
-type queued struct {
-	ingest.Final
-	res   ingest.Stored
+// queued is a call waiting in a group.
+type queued[In, Out any] struct {
+	in    In
+	out   Out
 	err   error
-	lead  bool          // this caller stores the next group
-	ready chan struct{} // closed once res and err, or lead, are set
+	lead  bool          // this caller runs the next group
+	ready chan struct{} // closed once out and err, or lead, are set
 }
 
-// store stores f with the outcomes that arrive while it waits, and returns
-// what became of it. An error is the group's: the caller retries alone.
-func (g *grouper) store(ctx context.Context, f ingest.Final) (ingest.Stored, error) {
-	me := &queued{Final: f, ready: make(chan struct{})}
+// do makes the call in with the calls that arrive while it waits, and
+// returns its result. An error is the group's: the caller may retry alone.
+func (g *group[In, Out]) do(ctx context.Context, in In) (Out, error) {
+	me := &queued[In, Out]{in: in, ready: make(chan struct{})}
 	g.mu.Lock()
 	g.waiting = append(g.waiting, me)
 	if g.busy {
 		g.mu.Unlock()
 		<-me.ready
 		if !me.lead {
-			return me.res, me.err
+			return me.out, me.err
 		}
 		g.mu.Lock()
 	}
-	// This caller leads: its outcome is the first waiting.
+	// This caller leads: its call is the first waiting.
 	g.busy = true
-	group := g.waiting[:min(len(g.waiting), maxGroup)]
-	g.waiting = append([]*queued(nil), g.waiting[len(group):]...)
+	list := g.waiting[:min(len(g.waiting), maxGroup)]
+	g.waiting = append([]*queued[In, Out](nil), g.waiting[len(list):]...)
 	g.mu.Unlock()
 
-	list := make([]ingest.Final, len(group))
-	for i, q := range group {
-		list[i] = q.Final
+	ins := make([]In, len(list))
+	for i, q := range list {
+		ins[i] = q.in
 	}
-	res, err := ingest.StoreOutcomes(ctx, g.pool, list)
+	outs, err := g.run(ctx, ins)
 
 	g.mu.Lock()
 	if len(g.waiting) > 0 {
@@ -72,14 +70,14 @@ func (g *grouper) store(ctx context.Context, f ingest.Final) (ingest.Stored, err
 		g.busy = false
 	}
 	g.mu.Unlock()
-	for i, q := range group {
+	for i, q := range list {
 		if err == nil {
-			q.res = res[i]
+			q.out = outs[i]
 		}
 		q.err = err
 		if q != me {
 			close(q.ready)
 		}
 	}
-	return me.res, me.err
+	return me.out, me.err
 }

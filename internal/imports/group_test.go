@@ -67,12 +67,13 @@ func TestGroupedOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	workers := []*grouper{{pool: pool}, {pool: pool}}
+	store := func(ctx context.Context, list []ingest.Final) ([]ingest.Stored, error) { return ingest.StoreOutcomes(ctx, pool, list) }
+	workers := []*group[ingest.Final, ingest.Stored]{{run: store}, {run: store}}
 	results := make([]ingest.Stored, len(list))
 	var wg sync.WaitGroup
 	for i := range list {
 		wg.Go(func() {
-			res, err := workers[i%2].store(ctx, list[i])
+			res, err := workers[i%2].do(ctx, list[i])
 			if err != nil {
 				t.Errorf("store row %d: %v", list[i].Row, err)
 			}

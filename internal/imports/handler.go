@@ -63,14 +63,14 @@ func (r *Records) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if until := r.cfg.Circuit.Allow(ctx, r.probe); !until.IsZero() {
 		return taskqueue.Snooze(max(time.Until(until), 0)+jitter(), circuitOpen)
 	}
-	c, err := ingest.Claim(ctx, r.cfg.Pool, ref, r.cfg.lease())
-	var nc *ingest.NotClaimed
-	if errors.As(err, &nc) {
-		return r.notClaimed(ctx, t, ref, nc)
-	}
+	claim, err := r.claims.do(ctx, ref)
 	if err != nil {
 		return err
 	}
+	if claim.Not != nil {
+		return r.notClaimed(ctx, t, ref, claim.Not)
+	}
+	c := claim.Claimed
 	if c.Attempt+c.Refusals > 1 {
 		// A retry goes back to the queue by itself, outside the schedule:
 		// the business pays for it from its share all the same.
@@ -225,7 +225,7 @@ func (r *Records) finish(ctx context.Context, t *asynq.Task, f ingest.Final, kyc
 	// The outcome is stored even if the context ends now: Sumsub has answered.
 	ctx = context.WithoutCancel(ctx)
 	f.KYCStatus = kyc
-	res, err := r.group.store(ctx, f)
+	res, err := r.outcomes.do(ctx, f)
 	// Retried alone: an outcome PostgreSQL refuses fails no other.
 	for delay, deadline := 100*time.Millisecond, time.Now().Add(storeRetry); err != nil && time.Now().Add(delay).Before(deadline); delay = min(2*delay, 2*time.Second) {
 		r.cfg.Logger.WarnContext(ctx, "store the outcome; retrying", "in", delay, "error", err)

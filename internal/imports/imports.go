@@ -130,8 +130,10 @@ func (c Config) lease() time.Duration {
 // them with what PostgreSQL holds.
 type Records struct {
 	cfg Config
-	// group stores outcomes that end at once together.
-	group grouper
+	// claims claims the records of the tasks that run at once together;
+	// outcomes stores the outcomes that end at once together.
+	claims   group[ingest.Ref, ingest.Claim]
+	outcomes group[ingest.Final, ingest.Stored]
 	// pause tells whether ops paused the queue.
 	pause *pauseWatch
 	// done wakes the feeder when a task of this process ends: the window
@@ -152,10 +154,15 @@ func New(cfg Config) *Records {
 	metrics.Start(cfg.Metrics.SumsubCalls, CallOutcomes...)
 	metrics.Start(cfg.Metrics.Records, ingest.RecordSucceeded, ingest.RecordFailed, ingest.RecordCancelled)
 	metrics.Start(cfg.Metrics.Repairs, Repairs...)
-	return &Records{
-		cfg: cfg, group: grouper{pool: cfg.Pool}, pause: newPauseWatch(cfg.Redis, Queue),
-		done: newSignal(),
+	r := &Records{cfg: cfg, pause: newPauseWatch(cfg.Redis, Queue), done: newSignal()}
+	r.claims.run = func(ctx context.Context, refs []ingest.Ref) ([]ingest.Claim, error) {
+		// One task's end (its deadline, a shutdown) must not fail the others' claims.
+		return ingest.ClaimAll(context.WithoutCancel(ctx), cfg.Pool, refs, cfg.lease())
 	}
+	r.outcomes.run = func(ctx context.Context, list []ingest.Final) ([]ingest.Stored, error) {
+		return ingest.StoreOutcomes(ctx, cfg.Pool, list)
+	}
+	return r
 }
 
 // newTask is the task of a record's feed, in the trace of its batch's upload.

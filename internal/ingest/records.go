@@ -158,41 +158,81 @@ func (e *NotClaimed) Error() string {
 	return "the record is " + e.Status
 }
 
-// Claim marks that a Sumsub call of the record starts, before the call,
-// when ref is its last feed and no other call of it may be in flight (every
-// attempt answered, or the last one older than lease: its worker died); the
-// batch goes in progress with its first record. Otherwise it returns a
-// *NotClaimed saying why.
-func Claim(ctx context.Context, db database.DB, ref Ref, lease time.Duration) (Claimed, error) {
-	c := Claimed{Ref: ref}
-	var token, level, card *string
-	err := db.QueryRow(ctx, `
-		WITH claimed AS (
-			UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now(), queued_at = now()
-			FROM batches b
-			WHERE r.batch_id = $1 AND r.row_number = $2 AND r.feeds = $3 AND r.status = 'pending'
-			  AND (r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - $4::interval)
-			  AND b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
-			RETURNING r.attempts, r.answered_attempts, r.refusals, r.share_token, r.applicant_level,
-				b.business_id, r.external_id, r.card_processor_public_token
+// Claimed is a claim's result for one task: the claimed record, or why
+// the task could not claim it.
+type Claim struct {
+	Claimed
+	Not *NotClaimed
+}
+
+// ClaimAll marks, for each task of refs, that a Sumsub call of its record
+// starts, before the call, when the task is of the record's last feed and
+// no other call of it may be in flight (every attempt answered, or the last
+// one older than lease: its worker died); a batch goes in progress with its
+// first record. The tasks that could not claim their record learn why
+// (Claim.Not). One statement for all: the tasks that run at once share it.
+// The records are locked in one order, so that claims made at once wait for
+// each other rather than deadlock.
+func ClaimAll(ctx context.Context, db database.DB, refs []Ref, lease time.Duration) ([]Claim, error) {
+	batches, rows, feeds := columns(refs)
+	res, err := db.Query(ctx, `
+		WITH locked AS (
+			SELECT r.batch_id, r.row_number FROM batch_records r
+			JOIN unnest($1::uuid[], $2::int[], $3::int[]) AS t(batch_id, row_number, feeds)
+			  ON r.batch_id = t.batch_id AND r.row_number = t.row_number AND r.feeds = t.feeds
+			JOIN batches b ON b.id = r.batch_id AND b.status IN ('pending', 'in_progress')
+			WHERE r.status = 'pending' AND (r.attempts = r.answered_attempts OR r.last_attempt_at <= now() - $4::interval)
+			ORDER BY r.batch_id, r.row_number FOR UPDATE OF r
+		), claimed AS (
+			UPDATE batch_records r SET attempts = r.attempts + 1, last_attempt_at = now()
+			FROM locked l, batches b
+			WHERE r.batch_id = l.batch_id AND r.row_number = l.row_number AND b.id = r.batch_id
+			RETURNING r.batch_id, r.row_number, r.attempts, r.answered_attempts, r.refusals, r.share_token,
+				r.applicant_level, b.business_id, r.external_id, r.card_processor_public_token
 		), started AS (
 			UPDATE batches SET status = 'in_progress', started_at = now(), updated_at = now()
-			WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM claimed)
+			WHERE id IN (SELECT batch_id FROM claimed) AND status = 'pending'
 		)
-		SELECT * FROM claimed`, ref.Batch, ref.Row, ref.Feed, lease).
-		Scan(&c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Claimed{}, whyNotClaimed(ctx, db, ref, lease)
-	}
+		SELECT * FROM claimed`, batches, rows, feeds, lease)
 	if err != nil {
-		return Claimed{}, fmt.Errorf("claim %s: %w", ref, err)
+		return nil, fmt.Errorf("claim %d records: %w", len(refs), err)
 	}
-	c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
-	return c, nil
+	type key struct {
+		batch uuid.UUID
+		row   int
+	}
+	got := make(map[key]Claimed, len(refs))
+	var c Claimed
+	var token, level, card *string
+	_, err = pgx.ForEachRow(res, []any{&c.Batch, &c.Row, &c.Attempt, &c.Answered, &c.Refusals, &token, &level, &c.BusinessID, &c.ExternalID, &card}, func() error {
+		c.ShareToken, c.ApplicantLevel, c.CardToken = deref(token), deref(level), deref(card)
+		got[key{c.Batch, c.Row}] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %d records: %w", len(refs), err)
+	}
+	out := make([]Claim, len(refs))
+	for i, ref := range refs {
+		if c, ok := got[key{ref.Batch, ref.Row}]; ok {
+			// One claim of a record, even for a task run twice at once:
+			// the other learns that a call is in flight.
+			delete(got, key{ref.Batch, ref.Row})
+			c.Feed = ref.Feed
+			out[i] = Claim{Claimed: c}
+			continue
+		}
+		not, err := whyNotClaimed(ctx, db, ref, lease)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Claim{Claimed: Claimed{Ref: ref}, Not: not}
+	}
+	return out, nil
 }
 
 // whyNotClaimed reads why ref's claim took nothing.
-func whyNotClaimed(ctx context.Context, db database.DB, ref Ref, lease time.Duration) error {
+func whyNotClaimed(ctx context.Context, db database.DB, ref Ref, lease time.Duration) (*NotClaimed, error) {
 	var status, batchStatus string
 	var feeds int
 	var unanswered bool
@@ -206,21 +246,21 @@ func whyNotClaimed(ctx context.Context, db database.DB, ref Ref, lease time.Dura
 		Scan(&status, &feeds, &batchStatus, &unanswered, &until)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return &NotClaimed{}
+		return &NotClaimed{}, nil
 	case err != nil:
-		return fmt.Errorf("claim %s: %w", ref, err)
+		return nil, fmt.Errorf("claim %s: %w", ref, err)
 	case status != RecordPending:
-		return &NotClaimed{Status: status}
+		return &NotClaimed{Status: status}, nil
 	case feeds != ref.Feed:
-		return &NotClaimed{Status: status, Superseded: true}
+		return &NotClaimed{Status: status, Superseded: true}, nil
 	case until != nil:
-		return &NotClaimed{Status: status, Until: *until}
+		return &NotClaimed{Status: status, Until: *until}, nil
 	case batchStatus != BatchPending && batchStatus != BatchInProgress:
-		return &NotClaimed{Status: status, BatchStatus: batchStatus, Unanswered: unanswered}
+		return &NotClaimed{Status: status, BatchStatus: batchStatus, Unanswered: unanswered}, nil
 	}
 	// The record changed between the claim and this look (its lease ended,
 	// another run of its task answered): try again at once.
-	return &NotClaimed{Status: status, Until: time.Now()}
+	return &NotClaimed{Status: status, Until: time.Now()}, nil
 }
 
 // Unclaim takes back an attempt marked for a call that was not made.

@@ -143,10 +143,14 @@ func TestClaim(t *testing.T) {
 	}
 	claim := func(ref Ref, lease time.Duration) (*got, error) {
 		t.Helper()
-		c, err := Claim(ctx, pool, ref, lease)
+		list, err := ClaimAll(ctx, pool, []Ref{ref}, lease)
 		if err != nil {
-			return nil, err
+			t.Fatal(err)
 		}
+		if list[0].Not != nil {
+			return nil, list[0].Not
+		}
+		c := list[0].Claimed
 		if c.BusinessID != business || c.Ref != ref {
 			t.Errorf("claimed %+v, want business %s and %s", c, business, ref)
 		}
@@ -258,5 +262,61 @@ func TestReviewBeforeLink(t *testing.T) {
 	// A second finish of the record (an answer stored twice) changes nothing.
 	if res, err := StoreOutcomes(ctx, pool, []Final{{Batch: batch, Row: 2, Claimed: c, Outcome: Outcome{Status: RecordFailed, ErrorCode: "X"}}}); err != nil || res[0] != (Stored{}) {
 		t.Errorf("second store: %+v, %v; want nothing stored", res, err)
+	}
+}
+
+// TestClaimAll: the tasks that run at once claim together: every record
+// once, even when groups overlap or a task runs twice in one group, with no
+// deadlock between groups locking records at once.
+func TestClaimAll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	business := uuid.New()
+	var refs []Ref
+	for range 3 {
+		batch := storeBatch(t, pool, business, BatchPending, 40)
+		f, err := Feed(ctx, pool, batch, 0, 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, f.Records...)
+	}
+	var mu sync.Mutex
+	claimed := map[Ref]int{}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			// Each group: a slice of the refs in its own order, one twice.
+			list := append([]Ref(nil), refs[g*10:g*10+30]...)
+			list = append(list, list[0])
+			for i := range list {
+				j := (i*7 + g) % len(list)
+				list[i], list[j] = list[j], list[i]
+			}
+			got, err := ClaimAll(ctx, pool, list, time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, c := range got {
+				if c.Not == nil {
+					if c.Ref != list[i] || c.Attempt != 1 || c.ShareToken == "" {
+						t.Errorf("claimed %+v for %s", c.Claimed, list[i])
+					}
+					claimed[c.Ref]++
+				} else if c.Not.Until.IsZero() {
+					t.Errorf("%s not claimed: %v; want a call in flight", list[i], c.Not)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, ref := range refs[:100] {
+		if claimed[ref] != 1 {
+			t.Errorf("%s claimed %d times, want once", ref, claimed[ref])
+		}
 	}
 }

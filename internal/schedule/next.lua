@@ -7,7 +7,8 @@
 -- lease ends sooner was not renewed by a live worker: a ghost, which a
 -- failover of Redis can leave until Asynq recovers it, does not count).
 -- Returns {"lost"} without a schedule, {} when no record waits, {"paused"}
--- when the queue is paused, {"full"} when the window is, or {business,
+-- when the queue is paused, {"full"} when the window has no room for a
+-- whole pick, or {business,
 -- batch, count, last} for a pick (last is "1" when the batch had no other
 -- record to feed).
 local active, vtimeKey, weights, epoch, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -20,11 +21,13 @@ end
 if redis.call('EXISTS', KEYS[8]) == 1 then
   return {'paused'}
 end
+-- Full until there is room for a whole pick: at a high rate the feeder then
+-- feeds many records a decision, not one for each task that ends.
 local room = tonumber(ARGV[2]) - redis.call('LLEN', KEYS[6]) - redis.call('ZCOUNT', KEYS[7], ARGV[3], '+inf')
-if room <= 0 then
+local most = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]))
+if room < most then
   return {'full'}
 end
-local most = math.min(tonumber(ARGV[1]), room)
 
 -- The business with the lowest pass, its batch with the fewest records left.
 for _ = 1, 100 do

@@ -98,7 +98,8 @@ var (
 )
 
 // Next picks the next records to feed, at most most of them, all of one
-// batch, while the queue's pending and active tasks are fewer than window
+// batch, once the queue's pending and active tasks leave room for most of
+// them in window
 // (an active task counts while a live worker renews its lease: a ghost
 // that a failover of Redis left active does not hold the window):
 // the business with the lowest pass and its batch with the fewest records

@@ -201,8 +201,11 @@ func TestWindowAndPause(t *testing.T) {
 	if _, ok, why, err := s.Next(ctx, 1, 3); err != nil || ok || why != schedule.Full {
 		t.Fatalf("Next with a full window: %v, %v, %v; want Full", ok, why, err)
 	}
-	if p, ok, _, err := s.Next(ctx, 10, 5); err != nil || !ok || p.Count != 2 {
-		t.Fatalf("Next of 10 with room for 2: %+v, %v, %v; want 2 records", p, ok, err)
+	if _, ok, why, err := s.Next(ctx, 3, 5); err != nil || ok || why != schedule.Full {
+		t.Fatalf("Next of 3 with room for 2: %v, %v, %v; want Full (no room for a whole pick)", ok, why, err)
+	}
+	if p, ok, _, err := s.Next(ctx, 2, 5); err != nil || !ok || p.Count != 2 {
+		t.Fatalf("Next of 2 with room for 2: %+v, %v, %v; want 2 records", p, ok, err)
 	}
 	if err := rdb.Set(ctx, rediskey.AsynqPaused(schedule.Queue), time.Now().Unix(), 0).Err(); err != nil {
 		t.Fatal(err)

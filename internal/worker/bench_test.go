@@ -4,50 +4,43 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 
 	"github.com/kycbatch/kycbatch/internal/testing/apitest"
 	"github.com/kycbatch/kycbatch/internal/testing/cputest"
-	"github.com/kycbatch/kycbatch/internal/testing/redistest"
 )
 
-// BenchmarkPipelineCeiling measures how fast the whole pipeline turns records
-// into imports when Sumsub is not what holds it back (limit 5,000/s, no
-// latency), beside what bare Asynq does with the same concurrency on the same
-// machine: the ratio says how much of the queue's throughput our own work
-// (PostgreSQL, the limiter, the scheduler, the Sumsub client) leaves. Each
-// iteration runs both halves, one after the other, so that the ratio compares
-// runs under the same load. It also reports the CPU every process spends per
-// record (cputest: run it alone).
+// BenchmarkPipelineCeiling measures how fast the whole pipeline (the
+// schedule, the feeder, Asynq's record tasks, the claims, the limiter, the
+// Sumsub client and the outcomes' transactions) turns records into imports
+// when Sumsub is not what holds it back (limit 5,000/s, no latency), and the
+// CPU every process spends per record (cputest: run it alone).
 func BenchmarkPipelineCeiling(b *testing.B) {
-	benchPipeline(b, apitest.Options{}, true)
+	benchPipeline(b, apitest.Options{})
 }
 
 // BenchmarkPipelineThroughPgBouncer is the ceiling's pipeline with the API
 // and the worker connected through PgBouncer in transaction pooling mode
-// (pgx's cache_describe: no named prepared statements), without the bare
-// Asynq half. PgBouncer's own CPU is not in cpu-ms/record.
+// (pgx's cache_describe: no named prepared statements). PgBouncer's own CPU
+// is not in cpu-ms/record.
 func BenchmarkPipelineThroughPgBouncer(b *testing.B) {
-	benchPipeline(b, apitest.Options{PgBouncer: true}, false)
+	benchPipeline(b, apitest.Options{PgBouncer: true})
 }
 
 // benchPipeline runs 5,000-record batches through the pipeline at a limit
 // of 5,000/s on the production pool and reports records/s and CPU per
-// record; with bare, each iteration also runs bare Asynq (bareAsynq).
-func benchPipeline(b *testing.B, opts apitest.Options, bare bool) {
+// record.
+func benchPipeline(b *testing.B, opts apitest.Options) {
 	const n, rate = 5000, 5000
 	opts.SumsubRate, opts.ProductionPool = rate, true
 	e := apitest.New(b, opts)
 	key, business := e.Business(b)
 	ids := entities(b, e, business, n)
-	bareRedis := redistest.URL(b)
 
-	var pipeline, bareTime time.Duration
+	var pipeline time.Duration
 	var cpu cputest.Sample
 	for i := 0; b.Loop(); i++ {
 		// The upload is not timed: the worker is not running yet, and the
@@ -76,18 +69,9 @@ func benchPipeline(b *testing.B, opts apitest.Options, bare bool) {
 			b.Fatal(err)
 		}
 		pipeline += completed.Sub(start)
-
-		if bare {
-			bareTime += bareAsynq(b, bareRedis, n, e.Worker.Concurrency)
-		}
 	}
 	records := float64(n*b.N) / pipeline.Seconds()
 	b.ReportMetric(records, "records/s")
-	if bare {
-		tasks := float64(n*b.N) / bareTime.Seconds()
-		b.ReportMetric(tasks, "bare-tasks/s")
-		b.ReportMetric(records/tasks, "ratio")
-	}
 	// Every process's CPU (this one: API, worker, simulator; PostgreSQL;
 	// Redis) over the pipeline's runs, per record, and each one's part.
 	perRecord := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n*b.N) }
@@ -95,53 +79,6 @@ func benchPipeline(b *testing.B, opts apitest.Options, bare bool) {
 	b.ReportMetric(perRecord(cpu.Process), "go-cpu-ms/record")
 	b.ReportMetric(perRecord(cpu.Postgres), "pg-cpu-ms/record")
 	b.ReportMetric(perRecord(cpu.Redis), "redis-cpu-ms/record")
-}
-
-// bareAsynq enqueues n no-op tasks with an asynq.Client and runs them with an
-// asynq.Server of the given concurrency, on the Redis database at redisURL;
-// it returns the time from the first enqueue to the last task done.
-func bareAsynq(b *testing.B, redisURL string, n, concurrency int) time.Duration {
-	b.Helper()
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var done atomic.Int64
-	finished := make(chan struct{})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error {
-		if done.Add(1) == int64(n) {
-			close(finished)
-		}
-		return nil
-	})
-	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency: concurrency,
-		// The worker's polling interval when idle, so that neither side waits
-		// longer than the other for its first task.
-		TaskCheckInterval: 100 * time.Millisecond,
-		LogLevel:          asynq.WarnLevel,
-	})
-	if err := srv.Start(mux); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	client := asynq.NewClient(opt)
-	defer client.Close()
-
-	start := time.Now()
-	for range n {
-		if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-finished:
-		return time.Since(start)
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("bare Asynq ran %d of %d tasks in 5 minutes", done.Load(), n)
-		return 0
-	}
 }
 
 // BenchmarkFairness measures how long a 10-record batch takes, from its

@@ -84,7 +84,8 @@ func (d dashboard) tasks(queue, state string) []dashTask {
 // retries; every finished record task completes with its outcome as its
 // result, none with a token; a refused token archives nothing; pausing the
 // queue stops the simulator's requests and resuming restarts them; and a
-// pending task deleted while paused still ends as a processed record.
+// pending task deleted while paused still ends as a processed record; the
+// backlog shows in the metrics.
 func TestDashboardShowsRecords(t *testing.T) {
 	t.Parallel()
 	e := apitest.New(t, apitest.Options{SumsubRate: 10, Monitoring: true})
@@ -106,7 +107,7 @@ func TestDashboardShowsRecords(t *testing.T) {
 		d.queue(q) // its page answers 200
 	}
 
-	key, _ := e.Business(t)
+	key, business := e.Business(t)
 	ids := e.Entities(t, key, 30)
 	var csv strings.Builder
 	csv.WriteString("externalId,shareToken\n")
@@ -173,6 +174,12 @@ func TestDashboardShowsRecords(t *testing.T) {
 	// deleted meanwhile is fed again by the reconciler; resume restarts.
 	batch2 := e.UploadBatch(t, key, apitest.CSVFile("dash2", e.Entities(t, key, 40)))
 	waitProcessed(t, e, key, batch2, 5, 30*time.Second)
+	// The backlog in metrics: the records still in the schedule, by business.
+	m := e.Scrape(t)
+	if m["kycbatch_records_waiting"] < 1 || m[`kycbatch_records_waiting_by_business{business="`+business.String()+`"}`] != m["kycbatch_records_waiting"] {
+		t.Errorf("backlog metrics during a 40-record batch: waiting %v, the business's %v", m["kycbatch_records_waiting"],
+			m[`kycbatch_records_waiting_by_business{business="`+business.String()+`"}`])
+	}
 	d.call(http.MethodPost, "/queues/"+imports.Queue+":pause", nil)
 	time.Sleep(time.Second)
 	atPause := e.Sim.Stats().Requests
