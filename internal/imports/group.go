@@ -22,7 +22,7 @@ type group[In, Out any] struct {
 	run func(ctx context.Context, list []In) ([]Out, error)
 
 	mu      sync.Mutex
-	busy    bool                // a group is running
+	busy    bool               // a group is running
 	waiting []*queued[In, Out] // the calls that arrived meanwhile, in order
 }
 

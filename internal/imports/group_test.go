@@ -67,7 +67,9 @@ func TestGroupedOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	store := func(ctx context.Context, list []ingest.Final) ([]ingest.Stored, error) { return ingest.StoreOutcomes(ctx, pool, list) }
+	store := func(ctx context.Context, list []ingest.Final) ([]ingest.Stored, error) {
+		return ingest.StoreOutcomes(ctx, pool, list)
+	}
 	workers := []*group[ingest.Final, ingest.Stored]{{run: store}, {run: store}}
 	results := make([]ingest.Stored, len(list))
 	var wg sync.WaitGroup
