@@ -61,6 +61,7 @@ bench: tools ## Run the benchmarks (about 50 min) and write BENCHMARKS.md from t
 	  $(GO) test ./internal/worker -run '^$$' -bench 'PipelineCeiling|Fairness' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench 'BusinessShares|Estimate|PipelineThroughPgBouncer' -benchtime 1x -count $(RATE_COUNT) -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench StartFromIdle -benchtime 5x -count 1 -timeout 30m && \
+	  $(GO) test ./internal/worker -run '^$$' -bench PauseResume -benchtime 3x -count $(RATE_COUNT) -timeout 30m && \
 	  $(GO) test ./internal/worker -run '^$$' -bench Batch5000 -benchtime 1x -count 1 -timeout 30m && \
 	  IDLE_SECONDS=120 $(GO) test ./cmd/worker -run '^$$' -bench Idle -benchtime 1x -count 2 -timeout 30m && \
 	  RATE_SECONDS=60 $(GO) test ./cmd/worker -run '^$$' -bench RateUse -benchtime 1x -count $(RATE_COUNT) -timeout 30m; \
