@@ -146,9 +146,10 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	recordCfg.TaskCheckInterval = recordTaskCheck
 	// A record back from a retry or a snooze is due within a second.
 	recordCfg.DelayedTaskCheckInterval = time.Second
-	// Finished record tasks are many (the rate's worth every second):
-	// expired ones are deleted as fast as they come.
-	recordCfg.JanitorBatchSize = 1000
+	// Finished record tasks are many (the rate's worth every second): the
+	// expired ones are deleted 100 at a time every 2 s, five times
+	// Sumsub's 10/s.
+	recordCfg.JanitorInterval = 2 * time.Second
 	// The scheduler gets a connection of its own: asynq's scheduler closes
 	// its client when it stops, and logs an error when that is shared.
 	redisOpt, err := redisconn.Parse(cfg.RedisURL)
