@@ -134,8 +134,18 @@ func invalidQuery(parameter, message string) *problem {
 	return newProblem(http.StatusBadRequest, "0701020200", message, parameter)
 }
 
+// statusSet is the values a status filter takes: the statuses, and ""
+// (any).
+func statusSet(statuses []string) map[string]bool {
+	set := map[string]bool{"": true}
+	for _, s := range statuses {
+		set[s] = true
+	}
+	return set
+}
+
 // batchStatuses are the values of the batches' status filter.
-var batchStatuses = map[string]bool{"": true, "pending": true, "in_progress": true, "completed": true, "failed": true, "cancelled": true}
+var batchStatuses = statusSet(ingest.BatchStatuses)
 
 // list handles GET /entity/kyc/import/batch.
 func (h batchHandler) list(c echo.Context) error {
@@ -162,7 +172,7 @@ func (h batchHandler) list(c echo.Context) error {
 }
 
 // recordStatuses are the values of the records' status filter.
-var recordStatuses = map[string]bool{"": true, "pending": true, "succeeded": true, "failed": true, "cancelled": true}
+var recordStatuses = statusSet(ingest.RecordStatuses)
 
 // records handles GET /entity/kyc/import/batch/{batchId}/records.
 func (h batchHandler) records(c echo.Context) error {

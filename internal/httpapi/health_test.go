@@ -27,7 +27,7 @@ func TestHealthAndContract(t *testing.T) {
 	if code, body := get(e.URL + "/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
-	want := `{"status":"ok","checks":{"postgres":"ok","redis":"ok","s3":"ok"},"sumsub":{"circuit":"closed"}}`
+	want := `{"status":"ok","checks":{"postgres":"ok","redis":"ok","s3":"ok"},"sumsub":{"circuit":"closed","queue":"running"}}`
 	if code, body := get(e.URL + "/readyz"); code != 200 || body != want {
 		t.Errorf("readyz: %d %s, want 200 %s", code, body, want)
 	}
@@ -43,7 +43,7 @@ func TestHealthAndContract(t *testing.T) {
 	a := app.New(e.Pool, e.Redis, down, app.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(httpapi.New(a, e.API))
 	defer srv.Close()
-	want = `{"status":"unavailable","checks":{"postgres":"ok","redis":"ok","s3":"unavailable"},"sumsub":{"circuit":"closed"}}`
+	want = `{"status":"unavailable","checks":{"postgres":"ok","redis":"ok","s3":"unavailable"},"sumsub":{"circuit":"closed","queue":"running"}}`
 	if code, body := get(srv.URL + "/readyz"); code != http.StatusServiceUnavailable || body != want {
 		t.Errorf("readyz with S3 down: %d %s, want 503 %s", code, body, want)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kycbatch/kycbatch/internal/auth"
+	"github.com/kycbatch/kycbatch/internal/rediskey"
 )
 
 // authenticate checks every request's API key and puts its business in the
@@ -52,7 +53,7 @@ func limitRate(rdb redis.UniversalClient, perSecond int, logger *slog.Logger) ec
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			ctx := c.Request().Context()
-			res, err := limiter.Allow(ctx, "kycbatch:api-rate:"+auth.BusinessFrom(ctx).String(), limit)
+			res, err := limiter.Allow(ctx, rediskey.APIRate+auth.BusinessFrom(ctx).String(), limit)
 			if err != nil {
 				logger.WarnContext(ctx, "request rate unknown (Redis); letting the request through", "error", err)
 				return next(c)

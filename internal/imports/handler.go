@@ -71,13 +71,6 @@ func (r *Records) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return r.notClaimed(ctx, t, ref, claim.Not)
 	}
 	c := claim.Claimed
-	if c.Attempt+c.Refusals > 1 {
-		// A retry goes back to the queue by itself, outside the schedule:
-		// the business pays for it from its share all the same.
-		if err := r.cfg.Schedule.Charge(ctx, c.BusinessID, 1); err != nil {
-			r.cfg.Logger.WarnContext(ctx, "charge a retry to its business", "error", err)
-		}
-	}
 	start := time.Now()
 	if err := r.cfg.Limiter.Wait(ctx, maxPermitWait); err != nil {
 		r.unclaim(ctx, c)
@@ -97,6 +90,13 @@ func (r *Records) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if r.cfg.Circuit.IsOpen() {
 		r.unclaim(ctx, c)
 		return taskqueue.Snooze(time.Second+jitter(), circuitOpen)
+	}
+	if c.Attempt+c.Refusals > 1 {
+		// A retry goes back to the queue by itself, outside the schedule:
+		// the business pays for it from its share all the same.
+		if err := r.cfg.Schedule.Charge(ctx, c.BusinessID, 1); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "charge a retry to its business", "error", err)
+		}
 	}
 	return r.call(ctx, t, c)
 }
@@ -119,7 +119,7 @@ func (r *Records) notClaimed(ctx context.Context, t *asynq.Task, ref ingest.Ref,
 		}
 		return r.finish(ctx, t, ingest.Final{Batch: ref.Batch, Row: ref.Row, Outcome: o}, "")
 	}
-	return writeResult(t, Result{Skipped: nc.Error()})
+	return r.writeResult(ctx, t, Result{Skipped: nc.Error()})
 }
 
 // call makes the claimed record's Sumsub call and stores its outcome, or
@@ -240,7 +240,7 @@ func (r *Records) finish(ctx context.Context, t *asynq.Task, f ingest.Final, kyc
 	}
 	o := f.Outcome
 	if !res.Stored {
-		return writeResult(t, Result{Skipped: "the record was final already"})
+		return r.writeResult(ctx, t, Result{Skipped: "the record was final already"})
 	}
 	r.cfg.Metrics.Records.WithLabelValues(o.Status).Inc()
 	r.cfg.Logger.InfoContext(ctx, "record finished", "status", o.Status, "error_code", o.ErrorCode)
@@ -254,17 +254,22 @@ func (r *Records) finish(ctx context.Context, t *asynq.Task, f ingest.Final, kyc
 			r.cfg.Outbox.Announce(ctx, event.Key{Type: event.BatchCompleted, Subject: f.Batch.String()})
 		}
 	}
-	return writeResult(t, Result{Status: o.Status, ApplicantID: o.ApplicantID, ErrorCode: o.ErrorCode})
+	return r.writeResult(ctx, t, Result{Status: o.Status, ApplicantID: o.ApplicantID, ErrorCode: o.ErrorCode})
 }
 
 // writeResult keeps res with the finished task, for the dashboard. A task
-// whose result could not be written has still done its work.
-func writeResult(t *asynq.Task, res Result) error {
+// whose result could not be written has done its work all the same: the
+// outcome is in PostgreSQL, the dashboard's copy a convenience.
+func (r *Records) writeResult(ctx context.Context, t *asynq.Task, res Result) error {
 	b, err := json.Marshal(res)
-	if err == nil && t.ResultWriter() != nil {
-		_, err = t.ResultWriter().Write(b)
+	if err != nil {
+		panic(err) // a struct of strings always marshals
 	}
-	_ = err // the outcome is stored; the dashboard's copy is a convenience
+	if w := t.ResultWriter(); w != nil {
+		if _, err := w.Write(b); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "write the record task's result", "error", err)
+		}
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ type Batch struct {
 	ID          uuid.UUID
 	BusinessID  uuid.UUID
 	Provider    string
-	Status      string // pending, in_progress, completed, failed or cancelled
+	Status      string // one of BatchStatuses
 	Total       int
 	Succeeded   int
 	Failed      int
@@ -50,7 +50,7 @@ type Batch struct {
 func (b Batch) Remaining() int { return b.Total - b.Succeeded - b.Failed - b.Cancelled }
 
 // Active reports whether the batch still has work: pending or in progress.
-func (b Batch) Active() bool { return b.Status == "pending" || b.Status == "in_progress" }
+func (b Batch) Active() bool { return b.Status == BatchPending || b.Status == BatchInProgress }
 
 // batchColumns are read from the view batch_progress, which sums the counters.
 const batchColumns = `id, business_id, provider, status, total_records, succeeded_records, failed_records,
@@ -92,7 +92,7 @@ func ByID(ctx context.Context, db database.DB, id uuid.UUID) (Batch, error) {
 type Result struct {
 	Row          int
 	ExternalID   uuid.UUID
-	Status       string // pending, succeeded, failed or cancelled
+	Status       string // one of RecordStatuses
 	ApplicantID  *string
 	ReviewStatus *string
 	ErrorCode    *string
@@ -150,7 +150,10 @@ func MarkReviewed(ctx context.Context, db database.DB, applicantID, answer strin
 
 // CountByStatus counts the batches by status, for the metrics.
 func CountByStatus(ctx context.Context, db database.DB) (map[string]int, error) {
-	counts := map[string]int{"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+	counts := make(map[string]int, len(BatchStatuses))
+	for _, s := range BatchStatuses {
+		counts[s] = 0
+	}
 	rows, err := db.Query(ctx, `SELECT status, count(*) FROM batches GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("count batches: %w", err)
@@ -425,9 +428,9 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (Status, error) {
 			return fmt.Errorf("lock batch %s: %w", id, err)
 		}
 		switch status {
-		case "completed", "failed":
+		case BatchCompleted, BatchFailed:
 			return ErrBatchFinished
-		case "cancelled":
+		case BatchCancelled:
 			cancelled = -1
 			return nil
 		}

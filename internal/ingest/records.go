@@ -39,6 +39,13 @@ const (
 	RecordCancelled = "cancelled"
 )
 
+// BatchStatuses and RecordStatuses list every status, in their order of
+// life.
+var (
+	BatchStatuses  = []string{BatchPending, BatchInProgress, BatchCompleted, BatchFailed, BatchCancelled}
+	RecordStatuses = []string{RecordPending, RecordSucceeded, RecordFailed, RecordCancelled}
+)
+
 // Ref names a task of a record: the record, and the feed that made the task.
 // Only the task of the record's last feed may call Sumsub for it.
 type Ref struct {

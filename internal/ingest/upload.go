@@ -249,7 +249,7 @@ func (s *Service) create(ctx context.Context, b newBatch, spool *spooled, missin
 		batchID := pgtype.UUID{Bytes: b.ID, Valid: true}
 		notFound := []any{"failed", pgtype.Text{String: CodeEntityNotFound, Valid: true}, pgtype.Text{String: msgEntityNotFound, Valid: true},
 			pgtype.Timestamptz{Time: batch.CreatedAt, Valid: true}}
-		pending := []any{"pending", pgtype.Text{}, pgtype.Text{}, pgtype.Timestamptz{}}
+		pending := []any{RecordPending, pgtype.Text{}, pgtype.Text{}, pgtype.Timestamptz{}}
 		stream, err := streamRecords(spool.file)
 		if err != nil {
 			return err

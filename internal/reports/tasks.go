@@ -233,9 +233,9 @@ func (b *Builder) build(ctx context.Context, r Report, key string) (Stats, error
 			}
 			err = ingest.EachRecord(ctx, b.pool, r.BatchID, func(rec ingest.Result) error {
 				switch rec.Status {
-				case "succeeded":
+				case ingest.RecordSucceeded:
 					stats.Available++
-				case "pending":
+				case ingest.RecordPending:
 					stats.Pending++
 				default:
 					stats.Failed++

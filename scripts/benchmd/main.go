@@ -351,12 +351,14 @@ const notes = `## Method
 - Rate-limit use: the dev server (API, one worker, the simulator at 10/s) and more ` + "`cmd/worker`" + `
   processes, a batch larger than the run; the simulator's counters are reset after 5 s of warm-up and
   read after 60 s. ` + "`max in any second`" + ` is the simulator's sliding one-second window.
-- Pipeline ceiling: the whole pipeline in one process (the schedule in Redis, the claims and grouped
-  outcome transactions in PostgreSQL, the Redis limiter, signed HTTP to the simulator), timed from
-  worker start to the batch completed; beside it, in the same run, bare Asynq enqueues and processes
-  5,000 no-op tasks with the same concurrency. CPU per record is read from /proc for this process,
-  every PostgreSQL backend (and those reaped by the postmaster) and the Redis server, over the
-  pipeline's half only.
+- Pipeline ceiling: the whole pipeline in one process (the schedule in Redis, the feeder, the
+  record tasks on Asynq, the grouped claims and outcome transactions in PostgreSQL, the Redis
+  limiter, signed HTTP to the simulator), timed from worker start to the batch completed. CPU per
+  record is read from /proc for this process, every PostgreSQL backend (and those reaped by the
+  postmaster) and the Redis server.
+- Pause and resume: Asynq's PauseQueue and UnpauseQueue on ` + "`sumsub`" + ` (what the dashboard's buttons
+  call) in the middle of a batch at 10/s, the simulator's request count read 1 s and 3 s after the
+  pause, then after resuming.
 - Sharing between businesses (all at 10/s, over HTTP, the simulator enforcing its limit): the
   records each business got, counted from the records' processed times while both had work; the
   third business's time from its upload to ` + "`completed`" + `.
@@ -374,21 +376,22 @@ const notes = `## Method
 
 ## Findings
 
-- Pipeline ceiling and CPU per record (issue 12): 3.2 ms per record before (PostgreSQL 1.5, Go 1.3,
-  Redis 0.4; about 480–600 records/s, 0.09 of bare Asynq). Records stopped being Asynq tasks (no
-  enqueue, dequeue and completion scripts per record; one scheduling script instead): about 2.5 ms.
-  Outcomes that end at once now share one transaction (group commit: a group is whatever finished
-  while the previous one was being stored, so nothing waits at a low rate): 1.55 ms, 1,080
-  records/s. At a high rate a preparer picks and claims a millisecond of the rate in one script and
-  one statement (at 10/s still one record at a time): the figure above. What is left per record is
-  the Sumsub round trip itself (both halves are in this process), the claim's share and the
-  outcome's statements.
+- Pipeline ceiling and CPU per record: 3.2 ms per record when every record was an Asynq task
+  enqueued at upload (issue 3); 0.99 ms once records left Asynq for a pipeline of their own (issue
+  12), which ops could no longer see. Records are Asynq tasks again (issue 20), fed by the schedule
+  into a short window: each costs an enqueue, a dequeue, a result and a completion script in Redis.
+  At first that was 2.16 ms and 620 records/s; the claims of the tasks that run at once now share one
+  statement (the group commit the outcomes already had), a claim is a HOT update again (it leaves
+  queued_at alone), and a decision feeds five milliseconds of the rate once the window has room for
+  it: the figure above.
 - Fairness between businesses: before, shortest-remaining-first across all batches gave A 4% of
   the rate while B kept uploading small batches. Now each business gets its weighted share from the
   first request after its upload.
-- At rest: an idle worker used 6.2% of a core and Redis served about 1,500 commands/s (Asynq polling
-  every 10 ms for the record window). Asynq now polls every second for the queues that remain, and
-  the pipeline asks the schedule every 5 s or when woken.
+- At rest: an idle worker used 6.2% of a core and Redis served about 1,500 commands/s when Asynq
+  polled every 10 ms for a record window (issue 3). Now the records have an Asynq server of their own
+  that polls its one queue about every 200 ms (a fed task must not wait Asynq's default second), the
+  other server polls its four queues every second, and the feeder asks the schedule every 5 s or
+  when woken.
 - Rate-limit use: the limiter asks for a permit 6 ms before the GCRA would grant it with a 3 ms
   tolerance: 0.99 of the limit with no 429. Picking the record after the permit let 429s through
   (the claim's round trips between the permit and the request); the record is picked and claimed
