@@ -83,7 +83,8 @@ func (d dashboard) tasks(queue, state string) []dashTask {
 // queue holds a short window of record tasks; a flaky record shows its
 // retries; every finished record task completes with its outcome as its
 // result, none with a token; a refused token archives nothing; pausing the
-// queue stops the simulator's requests and resuming restarts them; and a
+// queue stops the simulator's requests (the estimate moving out meanwhile)
+// and resuming restarts them; and a
 // pending task deleted while paused still ends as a processed record; the
 // backlog shows in the metrics.
 func TestDashboardShowsRecords(t *testing.T) {
@@ -182,10 +183,13 @@ func TestDashboardShowsRecords(t *testing.T) {
 	}
 	d.call(http.MethodPost, "/queues/"+imports.Queue+":pause", nil)
 	time.Sleep(time.Second)
-	atPause := e.Sim.Stats().Requests
+	atPause, first := e.Sim.Stats().Requests, estimate(t, e, key, batch2)
 	time.Sleep(2 * time.Second)
 	if n := e.Sim.Stats().Requests - atPause; n != 0 {
 		t.Errorf("%d Sumsub requests from 1 s to 3 s after the pause, want none", n)
+	}
+	if second := estimate(t, e, key, batch2); !second.After(first) {
+		t.Errorf("estimatedCompletionAt %s, then %s: want it moving out while the queue is paused", first, second)
 	}
 	rec := httptest.NewRecorder()
 	e.App.OpsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
