@@ -62,11 +62,12 @@ func NewReconcileTask() *asynq.Task {
 }
 
 // recordTaskCheck is how often the records' server looks for a pending
-// record task when it has none: a task fed into an idle queue waits up to
-// about this much. Asynq's default (1 s) would leave the window's last
-// tasks waiting past their permits; this costs an idle worker five Redis
-// commands a second.
-const recordTaskCheck = 200 * time.Millisecond
+// record task when it has none (Asynq sleeps half to one and a half times
+// this between looks): a task fed into an idle queue waits up to 750 ms,
+// less than the second of permits the window holds, so the rate never
+// waits for it. Asynq's default (1 s) could leave the window empty for half
+// a second; this costs an idle worker two Redis commands a second.
+const recordTaskCheck = 500 * time.Millisecond
 
 // Worker runs two Asynq servers on the worker process: one for the record
 // tasks (queue sumsub), whose concurrency is the Sumsub calls a process may
@@ -144,12 +145,12 @@ func New(a *app.App, cfg config.Worker) (*Worker, error) {
 	recordCfg := base
 	recordCfg.Concurrency, recordCfg.Queues = cfg.Concurrency, map[string]int{imports.Queue: 1}
 	recordCfg.TaskCheckInterval = recordTaskCheck
-	// A record back from a retry or a snooze is due within a second.
-	recordCfg.DelayedTaskCheckInterval = time.Second
+	// A record back from a retry or a snooze goes within 2 s of its time.
+	recordCfg.DelayedTaskCheckInterval = 2 * time.Second
 	// Finished record tasks are many (the rate's worth every second): the
-	// expired ones are deleted 100 at a time every 2 s, five times
-	// Sumsub's 10/s.
-	recordCfg.JanitorInterval = 2 * time.Second
+	// expired ones are deleted 100 at a time every 4 s, two and a half
+	// times Sumsub's 10/s.
+	recordCfg.JanitorInterval = 4 * time.Second
 	// The scheduler gets a connection of its own: asynq's scheduler closes
 	// its client when it stops, and logs an error when that is shared.
 	redisOpt, err := redisconn.Parse(cfg.RedisURL)
